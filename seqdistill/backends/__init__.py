@@ -1,0 +1,76 @@
+"""Teacher backends behind one small interface: a batch of chat prompts + sampling params in, n completions
+per prompt out (text, token ids, finish_reason, counts, optional top-K logprobs)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class PromptIn:
+    id: str
+    messages: list[dict]
+    text: str | None = None  # rendered with the chat template + prefill (hf / vllm)
+    token_ids: list[int] | None = None
+    prefill: str | None = None
+
+
+@dataclass
+class Params:
+    n: int = 1
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int | None = None
+    max_tokens: int = 1024
+    seed: int = 0
+    stop: list[str] = field(default_factory=list)
+    logprobs: int | None = None  # top-K capture
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # "stop" | "length"
+    completion_tokens: int
+    prompt_tokens: int
+    token_ids: list[int] = field(default_factory=list)
+    topk_ids: np.ndarray | None = None  # (completion_tokens, K) int32
+    topk_logprobs: np.ndarray | None = None  # (completion_tokens, K) float16
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, prompts: list[PromptIn], params: Params) -> list[list[Completion]]: ...
+
+    def close(self) -> None: ...
+
+
+def prompt_seed(base: int, prompt_id: str) -> int:
+    """Per-prompt seed: a prompt's samples do not depend on which batch it landed in."""
+    return int(hashlib.sha256(f"{base}:{prompt_id}".encode()).hexdigest()[:8], 16)
+
+
+def truncate_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def make_backend(kind: str, **kwargs) -> Backend:
+    if kind == "hf":
+        from .hf import HFBackend
+
+        return HFBackend(**kwargs)
+    if kind == "vllm":
+        from .vllm import VLLMBackend
+
+        return VLLMBackend(**kwargs)
+    if kind == "openai":
+        from .openai import OpenAIBackend
+
+        return OpenAIBackend(**kwargs)
+    raise ValueError(f"unknown backend {kind!r}")

@@ -1,0 +1,108 @@
+"""OpenAI-compatible chat endpoint backend (`vllm serve`, SGLang, hosted APIs).
+
+Async with bounded concurrency; retries 429/5xx/timeouts/connection errors with exponential backoff and
+jitter. The API key is read from the env var the recipe names and is never logged or written out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+
+import httpx
+
+from ..config import OpenAIConfig
+from ..errors import ConfigError, SeqdistillError
+from . import Completion, Params, PromptIn, prompt_seed
+
+log = logging.getLogger(__name__)
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, model_path: str, openai: OpenAIConfig, **_):
+        self.cfg = openai
+        self.model = openai.model or model_path
+        self.headers = {"Content-Type": "application/json"}
+        if openai.api_key_env:
+            key = os.environ.get(openai.api_key_env)
+            if key:
+                self.headers["Authorization"] = f"Bearer {key}"
+        self.retries = 0  # counted for logs and tests
+
+    def _body(self, pr: PromptIn, p: Params, j: int) -> dict:
+        messages = list(pr.messages)
+        body = {"model": self.model, "messages": messages, "n": 1, "temperature": p.temperature,
+                "top_p": p.top_p, "max_tokens": p.max_tokens, "seed": prompt_seed(p.seed, pr.id) + j}
+        if p.top_k:
+            body["top_k"] = p.top_k
+        if p.stop:
+            body["stop"] = p.stop
+        if pr.prefill:
+            # vLLM / SGLang extension: continue a partial assistant turn (R1's "<think>\n" prefill)
+            body["messages"] = messages + [{"role": "assistant", "content": pr.prefill}]
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        return body
+
+    async def _post(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, body: dict) -> dict:
+        url = self.cfg.base_url.rstrip("/") + "/chat/completions"
+        for attempt in range(self.cfg.max_retries + 1):
+            async with sem:
+                try:
+                    resp = await client.post(url, json=body, headers=self.headers, timeout=self.cfg.timeout_s)
+                    if resp.status_code == 200:
+                        return resp.json()
+                    if resp.status_code not in RETRY_STATUS:
+                        raise SeqdistillError(f"{url}: HTTP {resp.status_code}: {resp.text[:300]}")
+                    problem = f"HTTP {resp.status_code}"
+                    retry_after = resp.headers.get("retry-after")
+                except (httpx.TimeoutException, httpx.TransportError, ValueError) as exc:
+                    problem, retry_after = f"{type(exc).__name__}", None
+            if attempt == self.cfg.max_retries:
+                raise SeqdistillError(f"{url}: gave up after {attempt + 1} attempts (last: {problem})")
+            self.retries += 1
+            delay = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2**attempt)
+            delay = delay * (0.5 + random.random() / 2)  # jitter: clients that failed together retry apart
+            if retry_after:
+                try:
+                    delay = max(delay, min(float(retry_after), self.cfg.backoff_max_s))
+                except ValueError:
+                    pass
+            log.debug("retrying after %s in %.2fs", problem, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _run(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        async with httpx.AsyncClient() as client:
+            jobs = [self._post(client, sem, self._body(pr, p, j)) for pr in prompts for j in range(p.n)]
+            answers = await asyncio.gather(*jobs)
+        out, it = [], iter(answers)
+        for _ in prompts:
+            row = []
+            for _ in range(p.n):
+                resp = next(it)
+                try:
+                    choice = resp["choices"][0]
+                    text = choice["message"]["content"] or ""
+                except (KeyError, IndexError, TypeError):
+                    raise SeqdistillError(f"{self.cfg.base_url}: malformed response: {str(resp)[:300]}") from None
+                usage = resp.get("usage") or {}
+                reason = "length" if choice.get("finish_reason") == "length" else "stop"
+                row.append(Completion(text=text, finish_reason=reason,
+                                      completion_tokens=int(usage.get("completion_tokens", 0)),
+                                      prompt_tokens=int(usage.get("prompt_tokens", 0))))
+            out.append(row)
+        return out
+
+    def generate(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
+        if p.logprobs:
+            raise ConfigError("generate.logprobs: top-K capture needs the hf or vllm backend "
+                              "(chat APIs return token strings, not ids)")
+        return asyncio.run(self._run(prompts, p))
+
+    def close(self) -> None:
+        pass

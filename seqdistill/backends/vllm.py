@@ -1,0 +1,74 @@
+"""Offline vLLM backend. `generate.vllm` in the recipe goes straight to `vllm.LLM(**kwargs)`
+(tensor_parallel_size, max_model_len, gpu_memory_utilization, enforce_eager, ...). vLLM is imported lazily."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import Completion, Params, PromptIn, prompt_seed
+
+
+def sampling_kwargs(p: Params, prompt_id: str) -> dict:
+    kw = dict(n=p.n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
+              seed=prompt_seed(p.seed, prompt_id), stop=list(p.stop) or None)
+    if p.top_k:
+        kw["top_k"] = p.top_k
+    if p.logprobs:
+        kw["logprobs"] = p.logprobs
+    return kw
+
+
+def map_output(request_output, k: int | None) -> list[Completion]:
+    """vLLM RequestOutput -> our Completions (kept apart from the engine so tests can fake the boundary)."""
+    prompt_tokens = len(request_output.prompt_token_ids or [])
+    out = []
+    for o in request_output.outputs:
+        ids = list(o.token_ids)
+        reason = "length" if o.finish_reason == "length" else "stop"
+        c = Completion(text=o.text, finish_reason=reason, completion_tokens=len(ids),
+                       prompt_tokens=prompt_tokens, token_ids=ids)
+        if k:
+            steps = o.logprobs or []
+            if len(steps) != len(ids):
+                raise RuntimeError(f"vLLM returned {len(steps)} logprob steps for {len(ids)} tokens")
+            top_ids = np.zeros((len(ids), k), np.int32)
+            top_lp = np.full((len(ids), k), -np.inf, np.float32)
+            for t, step in enumerate(steps):
+                # each step maps token id -> Logprob; it holds the top-K plus the sampled token
+                best = sorted(step.items(), key=lambda kv: -kv[1].logprob)[:k]
+                for j, (tid, lp) in enumerate(best):
+                    top_ids[t, j], top_lp[t, j] = tid, lp.logprob
+            c.topk_ids, c.topk_logprobs = top_ids, top_lp.astype(np.float16)
+        out.append(c)
+    return out
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, model_path: str, tokenizer=None, dtype: str = "auto", vllm_kwargs: dict | None = None,
+                 seed: int = 0, **_):
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise ConfigError(f"generate.backend: vllm is not importable ({exc}); "
+                              "install it with pip install -e '.[vllm]'") from None
+        kwargs = {"model": model_path, "seed": seed, **(vllm_kwargs or {})}
+        if dtype != "auto":
+            kwargs.setdefault("dtype", dtype)
+        self.tok = tokenizer
+        self.llm = LLM(**kwargs)
+
+    def generate(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        # token ids, not text: the exact ids the hf backend would use, no second BOS from vLLM's tokenizer
+        reqs = [{"prompt_token_ids": pr.token_ids or self.tok(pr.text, add_special_tokens=False)["input_ids"]}
+                for pr in prompts]
+        params = [SamplingParams(**sampling_kwargs(p, pr.id)) for pr in prompts]
+        outs = self.llm.generate(reqs, params, use_tqdm=False)
+        return [map_output(o, p.logprobs) for o in outs]
+
+    def close(self) -> None:
+        del self.llm

@@ -1,0 +1,160 @@
+"""`seqdistill` command line. Each command only builds the config (recipe + flags + --set) and calls
+the plain `run_<stage>(config)` function that tests call too."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .config import RecipeConfig, load_recipe
+from .errors import SeqdistillError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Sequence-level LLM distillation: generate -> filter -> sft -> (kd) -> eval.")
+
+RecipeOpt = typer.Option(None, "--recipe", "-r", help="recipe YAML (keys = config field names)")
+SetOpt = typer.Option(None, "--set", "-s", help="override a key: --set generate.sampling.n=4 (repeatable)")
+OutOpt = typer.Option(None, "--output-dir", "-o", help="this stage's output dir (default: RUN_DIR/<stage>)")
+OverwriteOpt = typer.Option(False, "--overwrite", help="replace an output dir written with another config")
+VerboseOpt = typer.Option(False, "--verbose", "-v")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "filelock", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+
+def _config(recipe: Optional[Path], sets: Optional[list[str]], flags: dict) -> RecipeConfig:
+    # real flags are just named overrides: same dict, same validation, same error messages
+    return load_recipe(recipe, list(sets or []), flags)
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except SeqdistillError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def generate(recipe: Optional[Path] = RecipeOpt, set_: Optional[list[str]] = SetOpt,
+             output_dir: Optional[str] = OutOpt, overwrite: bool = OverwriteOpt,
+             backend: Optional[str] = typer.Option(None, help="hf | vllm | openai"),
+             shard: Optional[str] = typer.Option(None, help="i/N: this process's slice of the prompts"),
+             limit: Optional[int] = typer.Option(None, help="first N prompts only"),
+             n: Optional[int] = typer.Option(None, help="samples per prompt"),
+             verbose: bool = VerboseOpt):
+    """Teacher writes n reasoning traces per prompt (resumable, sharded)."""
+    _setup_logging(verbose)
+    from .generate import run_generate
+
+    cfg = _run(_config, recipe, set_, {"generate.output_dir": output_dir, "generate.backend": backend,
+                                       "generate.shard": shard, "data.limit": limit, "generate.sampling.n": n})
+    out = _run(run_generate, cfg, overwrite=overwrite)
+    typer.echo(f"generate output: {out}")
+
+
+@app.command("filter")
+def filter_(recipe: Optional[Path] = RecipeOpt, set_: Optional[list[str]] = SetOpt,
+            input_dir: Optional[str] = typer.Option(None, help="a generate output dir"),
+            output_dir: Optional[str] = OutOpt, overwrite: bool = OverwriteOpt, verbose: bool = VerboseOpt):
+    """Keep verified-correct, well-formed, uncontaminated traces."""
+    _setup_logging(verbose)
+    from .filter import run_filter
+
+    cfg = _run(_config, recipe, set_, {"filter.input_dir": input_dir, "filter.output_dir": output_dir})
+    out = _run(run_filter, cfg, overwrite=overwrite)
+    typer.echo(f"filter output: {out}")
+
+
+@app.command()
+def sft(recipe: Optional[Path] = RecipeOpt, set_: Optional[list[str]] = SetOpt,
+        dataset: Optional[str] = typer.Option(None, help="kept/ dir or any dataset with messages"),
+        output_dir: Optional[str] = OutOpt, overwrite: bool = OverwriteOpt,
+        resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
+        inspect: bool = typer.Option(False, "--inspect", help="show the label mask; train nothing"),
+        inspect_n: int = typer.Option(2, help="examples to show with --inspect"),
+        verbose: bool = VerboseOpt):
+    """Supervised fine-tuning of the student on the kept traces (TRL SFTTrainer)."""
+    _setup_logging(verbose)
+    from .sft import inspect_sft, run_sft
+
+    cfg = _run(_config, recipe, set_, {"sft.dataset": dataset, "sft.output_dir": output_dir})
+    if inspect:
+        typer.echo(_run(inspect_sft, cfg, n=inspect_n))
+        return
+    out = _run(run_sft, cfg, resume=resume, overwrite=overwrite)
+    typer.echo(f"sft output: {out}")
+
+
+@app.command()
+def kd(recipe: Optional[Path] = RecipeOpt, set_: Optional[list[str]] = SetOpt,
+       mode: Optional[str] = typer.Option(None, help="auto | offline | online | on-policy"),
+       output_dir: Optional[str] = OutOpt, overwrite: bool = OverwriteOpt,
+       resume: bool = typer.Option(False, "--resume"), verbose: bool = VerboseOpt):
+    """Token-level KL distillation (offline from captured logprobs, online, or on-policy)."""
+    _setup_logging(verbose)
+    from .kd import run_kd
+
+    cfg = _run(_config, recipe, set_, {"kd.mode": mode, "kd.output_dir": output_dir})
+    out = _run(run_kd, cfg, resume=resume, overwrite=overwrite)
+    typer.echo(f"kd output: {out}")
+
+
+@app.command("eval")
+def eval_(recipe: Optional[Path] = RecipeOpt, set_: Optional[list[str]] = SetOpt,
+          output_dir: Optional[str] = OutOpt, overwrite: bool = OverwriteOpt,
+          model: Optional[list[str]] = typer.Option(None, "--model", "-m",
+                                                   help="teacher | student | sft | kd | final | a path"),
+          verbose: bool = VerboseOpt):
+    """Accuracy (pass@1, pass@k, maj@k with CIs), retention, size and speed of teacher vs student."""
+    _setup_logging(verbose)
+    from .evaluate import run_eval
+
+    flags = {"eval.output_dir": output_dir}
+    if model:
+        flags["eval.models"] = list(model)
+    cfg = _run(_config, recipe, set_, flags)
+    out = _run(run_eval, cfg, overwrite=overwrite)
+    typer.echo(f"eval output: {out}")
+
+
+@app.command()
+def run(recipe: Path = typer.Argument(..., help="recipe YAML"), set_: Optional[list[str]] = SetOpt,
+        stages: Optional[str] = typer.Option(None, help="comma list, e.g. filter,sft"),
+        overwrite: bool = OverwriteOpt, verbose: bool = VerboseOpt):
+    """Run generate -> filter -> sft -> (kd) -> eval, skipping finished stages and resuming the rest."""
+    _setup_logging(verbose)
+    from .pipeline import run_pipeline
+
+    cfg = _run(_config, recipe, set_, {})
+    _run(run_pipeline, cfg, stages=stages.split(",") if stages else None, overwrite=overwrite)
+
+
+@app.command()
+def shrink(teacher: str = typer.Option(..., help="model folder (or packaged:<name>)"),
+           layers: str = typer.Option(..., help="'0,2,4' or 'every:2'"),
+           out: Path = typer.Option(..., "--out"), overwrite: bool = OverwriteOpt, verbose: bool = VerboseOpt):
+    """Build a smaller student from a teacher's embeddings, chosen layers and head (DistilBERT-style)."""
+    _setup_logging(verbose)
+    from .shrink import shrink_model
+
+    path = _run(shrink_model, teacher, layers, out, overwrite=overwrite)
+    typer.echo(f"student: {path}")
+
+
+def main() -> None:  # pragma: no cover
+    app(prog_name="seqdistill")
+
+
+if __name__ == "__main__":  # vLLM spawns workers: entry points need the guard
+    sys.exit(main())

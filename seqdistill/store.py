@@ -1,0 +1,169 @@
+"""Stage outputs on disk: numbered Parquet shards written atomically plus a small manifest.json.
+
+Why Parquet: the optional teacher logprobs are binary (int32 ids + float16 logprobs) and would grow by a
+third as base64 in JSONL. `datasets.load_dataset("parquet", data_files=...)` and TRL read the shards as is."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import DataError, SeqdistillError
+
+MANIFEST = "manifest.json"
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("seqdistill", "torch", "transformers", "trl", "peft", "vllm", "math-verify"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Store:
+    """One stage's output directory."""
+
+    def __init__(self, root: str | Path, data_subdir: str = "data"):
+        self.root = Path(root)
+        self.data = self.root / data_subdir
+
+    # ---- manifest -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # several --shard processes may share one dir
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def manifest(self) -> dict | None:
+        p = self.root / MANIFEST
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError:
+            raise DataError(f"{p}: manifest is not valid JSON") from None
+
+    def update_manifest(self, **fields) -> dict:
+        with self._lock():
+            m = self.manifest() or {}
+            for key, value in fields.items():
+                if isinstance(value, dict) and isinstance(m.get(key), dict):
+                    m[key].update(value)
+                else:
+                    m[key] = value
+            atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
+            return m
+
+    def prepare(self, stage: str, config_hash: str, meta: dict, overwrite: bool = False) -> bool:
+        """Open the dir for writing. Returns True when resuming earlier work of the same config.
+
+        A dir holding another config's output (or foreign files) is refused unless overwrite=True."""
+        with self._lock():
+            m = self.manifest()
+            foreign = [p.name for p in self.root.iterdir() if p.name not in (".lock", MANIFEST)] if m is None else []
+            if m is not None and m.get("config_hash") == config_hash and m.get("stage") == stage:
+                return True
+            if m is not None or foreign:
+                if not overwrite:
+                    what = (f"holds {m.get('stage')} output of another config (hash {m.get('config_hash')}, "
+                            f"this one {config_hash})" if m else f"is not empty ({', '.join(sorted(foreign)[:3])})")
+                    raise SeqdistillError(f"{self.root}: {what}; refusing to overwrite. "
+                                          "Use another output dir or pass --overwrite")
+                for p in self.root.iterdir():
+                    if p.name != ".lock":
+                        shutil.rmtree(p) if p.is_dir() else p.unlink()
+            manifest = {"stage": stage, "config_hash": config_hash, "created": time.time(),
+                        "versions": versions(), "complete": False, "parts": {}, **meta}
+            atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            return False
+
+    def is_complete(self, config_hash: str | None = None) -> bool:
+        m = self.manifest()
+        return bool(m and m.get("complete") and (config_hash is None or m.get("config_hash") == config_hash))
+
+    # ---- shards ---------------------------------------------------------------
+    def shard_files(self) -> list[Path]:
+        return sorted(self.data.glob("*.parquet")) if self.data.is_dir() else []
+
+    def write_shard(self, records: list[dict], tag: str = "part", schema: pa.Schema | None = None) -> Path:
+        self.data.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pylist(records, schema=schema)
+        with self._lock():
+            seq = sum(1 for p in self.data.glob(f"{tag}-*.parquet"))
+            final = self.data / f"{tag}-{seq:05d}.parquet"
+            fd, tmp = tempfile.mkstemp(dir=self.data, prefix=".tmp-", suffix=".parquet")
+            os.close(fd)
+            pq.write_table(table, tmp)
+            os.replace(tmp, final)  # a reader never sees half a shard; kill -9 loses only the batch in flight
+        return final
+
+    def read_table(self, columns: list[str] | None = None) -> pa.Table | None:
+        files = self.shard_files()
+        if not files:
+            return None
+        tables = [pq.read_table(f, columns=columns) for f in files]
+        return pa.concat_tables(tables, promote_options="default")
+
+    def column(self, name: str) -> list:
+        t = self.read_table([name])
+        return [] if t is None else t.column(name).to_pylist()
+
+    def records(self) -> Iterator[dict]:
+        for f in self.shard_files():
+            yield from pq.read_table(f).to_pylist()
+
+    def count(self) -> int:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in self.shard_files())
+
+
+def write_records(root: Path, records: Iterable[dict], schema: pa.Schema | None = None, tag: str = "part",
+                  rows_per_shard: int = 5000) -> int:
+    store, buf, n = Store(root), [], 0
+    for r in records:
+        buf.append(r)
+        if len(buf) >= rows_per_shard:
+            store.write_shard(buf, tag, schema)
+            n, buf = n + len(buf), []
+    if buf or n == 0:
+        store.write_shard(buf, tag, schema)
+        n += len(buf)
+    return n
+
+
+def require_stage_output(root: str | Path, stage: str, flag: str) -> Store:
+    store = Store(root)
+    m = store.manifest()
+    if m is None:
+        raise DataError(f"{root}: not a {stage} output dir (no {MANIFEST}); check {flag}")
+    if m.get("stage") != stage:
+        raise DataError(f"{root}: holds {m.get('stage')} output, expected {stage}; check {flag}")
+    if not m.get("complete"):
+        raise DataError(f"{root}: the {stage} stage has not finished; rerun it to complete (it resumes)")
+    return store
