@@ -1,0 +1,149 @@
+"""openai backend against a local fake server that injects faults; vllm mapping with the engine faked."""
+
+import hashlib
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from seqdistill.backends import Params
+from seqdistill.backends.vllm import map_output, sampling_kwargs
+from seqdistill.errors import SeqdistillError
+from seqdistill.generate import run_generate
+from seqdistill.store import Store
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    attempts: dict = {}
+    lock = threading.Lock()
+    auth: list = []
+    fail_always = False
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeOpenAI.auth.append(self.headers.get("Authorization"))
+        key = (body["messages"][-1]["content"], body["seed"])
+        with FakeOpenAI.lock:
+            attempt = FakeOpenAI.attempts[key] = FakeOpenAI.attempts.get(key, 0) + 1
+        if FakeOpenAI.fail_always:
+            return self._send(400, {"error": "bad request"})
+        fault = int(hashlib.md5(repr(key).encode()).hexdigest(), 16) % 5  # 4 of 5 requests fail first
+        if attempt == 1 and fault == 1:
+            return self._send(429, {"error": "rate limited"}, {"Retry-After": "0"})
+        if attempt == 1 and fault == 2:
+            return self._send(500, {"error": "boom"})
+        if attempt == 1 and fault == 3:
+            time.sleep(1.0)  # longer than the client's timeout
+            return self._send(200, self._ok(body, "late"))
+        if attempt == 1 and fault == 4:
+            self.connection.shutdown(socket.SHUT_RDWR)  # drop the connection without answering
+            self.close_connection = True
+            return
+        self._send(200, self._ok(body, "ok"))
+
+    def _ok(self, body, tag):
+        user = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+        text = f"{tag} seed={body['seed']} q={user[:30]}"
+        return {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 5}}
+
+    def _send(self, code, payload, headers=None):
+        try:
+            data = json.dumps(payload).encode()
+            self.send_response(code)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def fake_server():
+    FakeOpenAI.attempts, FakeOpenAI.auth, FakeOpenAI.fail_always = {}, [], False
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def openai_cfg(make_cfg, url, **extra):
+    return make_cfg(generate={"backend": "openai", "sampling": {"n": 3, "max_tokens": 16},
+                              "openai": {"base_url": url, "model": "served", "api_key_env": "SEQD_TEST_KEY",
+                                         "timeout_s": 0.3, "backoff_base_s": 0.01, "backoff_max_s": 0.05,
+                                         "concurrency": 4, **extra}}, data={"synthetic": {"n": 10}})
+
+
+def test_openai_backend_survives_faults_without_loss_or_duplicates(make_cfg, fake_server, monkeypatch, caplog):
+    monkeypatch.setenv("SEQD_TEST_KEY", "sk-very-secret")
+    out = run_generate(openai_cfg(make_cfg, fake_server))
+    recs = list(Store(out).records())
+    keys = [(r["prompt_id"], r["sample_index"]) for r in recs]
+    assert len(keys) == len(set(keys)) == 30
+    assert all(r["completion"].startswith("ok ") for r in recs)  # late answers were retried, not kept
+    for r in recs:  # each sample answers its own prompt
+        assert r["question"].startswith(r["completion"].split("q=")[1][:20])
+    assert len({r["completion"] for r in recs}) == 30  # distinct seeds per sample
+    assert sum(a > 1 for a in FakeOpenAI.attempts.values()) >= 10  # faults really happened
+    assert set(FakeOpenAI.auth) == {"Bearer sk-very-secret"}
+    blob = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert b"sk-very-secret" not in blob and "sk-very-secret" not in caplog.text
+
+
+def test_openai_backend_prefill_and_hard_errors(make_cfg, fake_server):
+    cfg = openai_cfg(make_cfg, fake_server)
+    cfg.prompt.prefill = "<think>\n"
+    out = run_generate(cfg)
+    rec = next(Store(out).records())
+    assert rec["messages"][-1]["content"].startswith("<think>\nok")
+    FakeOpenAI.fail_always = True
+    cfg2 = openai_cfg(make_cfg, fake_server)
+    cfg2.generate.output_dir = str(out) + "-2"
+    with pytest.raises(SeqdistillError, match="HTTP 400"):
+        run_generate(cfg2)
+
+
+def test_openai_gives_up_after_max_retries(make_cfg):
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = openai_cfg(make_cfg, f"http://127.0.0.1:{port}/v1", max_retries=2)
+    with pytest.raises(SeqdistillError, match="gave up after 3 attempts"):
+        run_generate(cfg)
+
+
+def _lp(v):
+    return SimpleNamespace(logprob=v)
+
+
+def test_vllm_output_mapping_with_fake_engine_boundary():
+    outs = [SimpleNamespace(text="4", token_ids=(5, 9), finish_reason="stop",
+                            logprobs=[{5: _lp(-0.1), 7: _lp(-2.0), 8: _lp(-3.0)},
+                                      {9: _lp(-0.5), 2: _lp(-1.0), 3: _lp(-4.0)}]),
+            SimpleNamespace(text="lo", token_ids=(1, 1, 1), finish_reason="length",
+                            logprobs=[{1: _lp(-0.2), 2: _lp(-1.7)}] * 3)]
+    req = SimpleNamespace(prompt_token_ids=[1, 2, 3], outputs=outs)
+    a, b = map_output(req, k=2)
+    assert (a.text, a.finish_reason, a.completion_tokens, a.prompt_tokens) == ("4", "stop", 2, 3)
+    assert a.topk_ids.tolist() == [[5, 7], [2, 9]][:1] + [[9, 2]]
+    assert np.allclose(a.topk_logprobs.astype(float), [[-0.1, -2.0], [-0.5, -1.0]], atol=1e-3)
+    assert b.finish_reason == "length" and b.topk_ids.shape == (3, 2) and a.topk_ids.dtype == np.int32
+    bad = SimpleNamespace(prompt_token_ids=[1], outputs=[SimpleNamespace(text="x", token_ids=(1, 2),
+                                                                          finish_reason="stop", logprobs=[{}])])
+    with pytest.raises(RuntimeError, match="1 logprob steps for 2 tokens"):
+        map_output(bad, k=2)
+    kw = sampling_kwargs(Params(n=4, temperature=0.6, top_p=0.95, top_k=None, max_tokens=9, seed=3,
+                                stop=["</s>"], logprobs=5), "pid")
+    assert kw["n"] == 4 and kw["logprobs"] == 5 and kw["stop"] == ["</s>"] and "top_k" not in kw
+    assert kw["seed"] == sampling_kwargs(Params(seed=3), "pid")["seed"] != sampling_kwargs(Params(seed=3), "p2")["seed"]
