@@ -124,7 +124,7 @@ class FilterConfig(Section):
     keep_unverifiable: bool = False
     drop_truncated: bool = True
     drop_unclosed_think: bool = True
-    require_boxed: bool = True
+    require_boxed: bool | None = Field(None, description="None: when the prompt template asks for \\boxed{}")
     min_tokens: int | None = None
     max_tokens: int | None = None
     dedup: bool = True

@@ -1,0 +1,229 @@
+"""Stage 2: rejection sampling. Keep the traces whose final answer is verified correct, that are well formed,
+within length bounds, not duplicates and not contaminated with a benchmark; explain every rejection.
+
+Output: kept/ (TRL-ready, same record layout), rejected/ (with `reject_reason`), stats.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+
+from .chat import load_template, split_reasoning
+from .config import RecipeConfig, stage_hash
+from .data import load_prompts
+from .errors import DataError
+from .generate import RECORD_SCHEMA
+from .store import Store, atomic_write_text, require_stage_output
+from .verify import CORRECT, UNVERIFIABLE, check_many, get_task
+
+log = logging.getLogger(__name__)
+
+FILTER_SCHEMA = RECORD_SCHEMA
+for _name, _type in [("verdict", pa.string()), ("pred", pa.string()), ("verify_reason", pa.string()),
+                     ("pass_rate", pa.float32()), ("reject_reason", pa.string())]:
+    FILTER_SCHEMA = FILTER_SCHEMA.append(pa.field(_name, _type))
+
+_WORD = re.compile(r"\w+")
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    if len(words) < n:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def looks_like_garbage(text: str) -> bool:
+    """Deliberately simple: mojibake, control characters, or one line looping."""
+    if not text:
+        return False
+    bad = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\n\t\r"))
+    if bad / len(text) > 0.02:
+        return True
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return len(lines) >= 10 and Counter(lines).most_common(1)[0][1] / len(lines) > 0.5
+
+
+def contamination_index(cfg: RecipeConfig) -> dict[str, set]:
+    f = cfg.filter
+    index = {}
+    for i, bench in enumerate(f.decontaminate):
+        grams = set()
+        for item in load_prompts(bench, where=f"filter.decontaminate[{i}]"):
+            grams |= ngrams(item["question"], f.decontam_ngram)
+        index[bench.label()] = grams
+    return index
+
+
+def format_reason(rec: dict, cfg: RecipeConfig, need_box: bool) -> str | None:
+    f = cfg.filter
+    full = rec["messages"][-1]["content"]
+    _, answer, closed = split_reasoning(full)
+    if f.drop_truncated and rec["finish_reason"] == "length":
+        return "truncated"
+    if f.drop_unclosed_think and not closed:
+        return "unclosed_think"
+    if not answer.strip():
+        return "empty_answer"
+    if need_box and "\\boxed" not in answer and "\\fbox" not in answer:
+        return "no_boxed_answer"
+    if looks_like_garbage(full):
+        return "garbage"
+    n = rec["completion_tokens"]
+    if f.min_tokens is not None and n < f.min_tokens:
+        return "too_short"
+    if f.max_tokens is not None and n > f.max_tokens:
+        return "too_long"
+    return None
+
+
+def decide(records: list[dict], cfg: RecipeConfig, bench_grams: dict[str, set],
+           verify_stats: dict) -> tuple[list[dict], list[dict], dict]:
+    """Annotate every record with its verdict and either keep it or give a reject_reason."""
+    f = cfg.filter
+    need_box = f.require_boxed if f.require_boxed is not None else "\\boxed" in load_template(cfg.prompt.template)
+    verdicts = check_many([(r["messages"][-1]["content"], r["gold"], r["task"]) for r in records],
+                          workers=f.num_workers, timeout=f.timeout_s, stats=verify_stats)
+    by_prompt: dict[str, list[dict]] = defaultdict(list)
+    for r, v in zip(records, verdicts):
+        r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason, reject_reason=None)
+        by_prompt[r["prompt_id"]].append(r)
+
+    contamination = Counter()
+    for pid, group in by_prompt.items():
+        group.sort(key=lambda r: r["sample_index"])
+        rate = sum(r["verdict"] == CORRECT for r in group) / len(group)
+        grams = ngrams(group[0]["question"], f.decontam_ngram) if bench_grams else set()
+        hits = [name for name, bg in bench_grams.items() if grams & bg]
+        for name in hits:
+            contamination[name] += 1
+        seen_text, shingles = set(), []
+        candidates = []
+        for r in group:
+            r["pass_rate"] = rate
+            reason = format_reason(r, cfg, need_box)
+            if reason is None and r["verdict"] != CORRECT:
+                if r["verdict"] == UNVERIFIABLE:
+                    reason = None if f.keep_unverifiable else "unverifiable"
+                else:
+                    reason = "wrong_answer"
+            if reason is None and hits and f.drop_contaminated:
+                reason = f"contaminated:{hits[0]}"
+            if reason is None and not f.pass_rate_min <= rate <= f.pass_rate_max:
+                reason = "pass_rate_out_of_band"
+            if reason is None and f.dedup:
+                text = r["completion"].strip()
+                if text in seen_text:
+                    reason = "duplicate"
+                elif f.near_dup_threshold is not None:
+                    sh = ngrams(text, f.near_dup_ngram)
+                    if any(jaccard(sh, o) >= f.near_dup_threshold for o in shingles):
+                        reason = "near_duplicate"
+                    shingles.append(sh)
+                seen_text.add(text)
+            r["reject_reason"] = reason
+            if reason is None:
+                candidates.append(r)
+        if f.select != "all" and f.k is not None:
+            order = (sorted(candidates, key=lambda r: (r["completion_tokens"], r["sample_index"]))
+                     if f.select == "shortest_k" else candidates)
+            for r in order[f.k:]:
+                r["reject_reason"] = "not_selected"
+    kept = [r for r in records if r["reject_reason"] is None]
+    rejected = [r for r in records if r["reject_reason"] is not None]
+    return kept, rejected, {"contamination": dict(contamination), "prompts": len(by_prompt)}
+
+
+def _mean(xs):
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
+    rates = {r["prompt_id"]: r["pass_rate"] for r in records}
+    hist = [0] * 10
+    for rate in rates.values():
+        hist[min(int(rate * 10), 9)] += 1
+    total = verify_stats.get("fast_path", 0) + verify_stats.get("slow_path", 0)
+    return {
+        "input_records": len(records), "kept": len(kept), "rejected": len(rejected),
+        "prompts": extra["prompts"], "prompts_with_kept": len({r["prompt_id"] for r in kept}),
+        "reject_reasons": dict(Counter(r["reject_reason"] for r in rejected).most_common()),
+        "verdicts": dict(Counter(r["verdict"] for r in records)),
+        "pass_rate_histogram": {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": h for i, h in enumerate(hist)},
+        "mean_tokens_kept": _mean([r["completion_tokens"] for r in kept]),
+        "mean_tokens_rejected": _mean([r["completion_tokens"] for r in rejected]),
+        "contamination_hits": extra["contamination"],
+        "verify_fast_path_share": verify_stats.get("fast_path", 0) / total if total else None,
+        "per_prompt_pass_rate": rates, "seconds": seconds,
+    }
+
+
+def print_summary(stats: dict) -> None:
+    lines = [f"filter: kept {stats['kept']} / {stats['input_records']} traces "
+             f"({stats['prompts_with_kept']} / {stats['prompts']} prompts)"]
+    for reason, n in stats["reject_reasons"].items():
+        lines.append(f"  rejected {reason:<24} {n}")
+    lines.append(f"  mean tokens kept {stats['mean_tokens_kept'] or 0:.1f}, "
+                 f"rejected {stats['mean_tokens_rejected'] or 0:.1f}")
+    lines.append("  pass-rate histogram " + " ".join(f"{k}:{v}" for k, v in stats["pass_rate_histogram"].items()))
+    if stats["contamination_hits"]:
+        lines.append(f"  contaminated prompts per benchmark {stats['contamination_hits']}")
+    print("\n".join(lines))
+
+
+def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
+    f = cfg.filter
+    src = Path(f.input_dir) if f.input_dir else cfg.stage_dir("generate")
+    source = require_stage_output(src, "generate", "filter.input_dir")
+    import pyarrow.parquet as pq
+
+    columns = set(pq.read_schema(source.shard_files()[0]).names) if source.shard_files() else set()
+    for name in ("messages", "gold", "task", "completion", "finish_reason"):
+        if name not in columns:
+            raise DataError(f"{src}: records lack the {name!r} column; not a seqdistill generate output")
+    for t in set(source.column("task")):
+        get_task(t)
+    golds = source.column("gold")
+    if all(g is None or g == "" for g in golds):
+        raise DataError(f"{src}: no record has a gold answer, nothing can be verified; "
+                        "set data.fields.answer when generating")
+    out = cfg.stage_dir("filter")
+    store = Store(out, "kept")
+    chash = stage_hash(cfg, "filter", "prompt", drop=("filter.output_dir", "filter.num_workers",
+                                                       "filter.input_dir"))
+    chash = f"{chash}-{source.manifest()['config_hash']}"
+    resumed = store.prepare("filter", chash, {"input_dir": str(src)}, overwrite)
+    if resumed and store.is_complete():
+        log.info("filter: %s already complete for this config", out)
+        return out
+    for sub in ("kept", "rejected"):  # an interrupted run is simply redone: filtering is cheap
+        for p in (out / sub).glob("*.parquet"):
+            p.unlink()
+    t0 = time.perf_counter()
+    records = list(source.records())
+    bench = contamination_index(cfg)
+    verify_stats: dict = {}
+    log.info("filter: verifying %d traces from %s", len(records), src)
+    kept, rejected, extra = decide(records, cfg, bench, verify_stats)
+    _write(Store(out, "kept"), kept)
+    _write(Store(out, "rejected"), rejected)
+    stats = summarize(records, kept, rejected, extra, verify_stats, time.perf_counter() - t0)
+    atomic_write_text(out / "stats.json", json.dumps(stats, indent=2))
+    store.update_manifest(complete=True, records=len(kept), rejected=len(rejected))
+    print_summary(stats)
+    return out
+
+
+def _write(store: Store, rows: list[dict], per_shard: int = 5000) -> None:
+    for i in range(0, max(len(rows), 1), per_shard):
+        store.write_shard(rows[i:i + per_shard], "part", FILTER_SCHEMA)
