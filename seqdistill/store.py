@@ -81,21 +81,28 @@ class Store:
             atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
             return m
 
+    def check(self, stage: str, config_hash: str, overwrite: bool = False) -> bool:
+        """Raise if writing here would replace other work (unless overwrite); True if same config's work."""
+        m = self.manifest()
+        if m is not None and m.get("config_hash") == config_hash and m.get("stage") == stage:
+            return True
+        foreign = ([p.name for p in self.root.iterdir() if p.name not in (".lock", MANIFEST)]
+                   if m is None and self.root.is_dir() else [])
+        if (m is not None or foreign) and not overwrite:
+            what = (f"holds {m.get('stage')} output of another config (hash {m.get('config_hash')}, "
+                    f"this one {config_hash})" if m else f"is not empty ({', '.join(sorted(foreign)[:3])})")
+            raise SeqdistillError(f"{self.root}: {what}; refusing to overwrite. "
+                                  "Use another output dir or pass --overwrite")
+        return False
+
     def prepare(self, stage: str, config_hash: str, meta: dict, overwrite: bool = False) -> bool:
         """Open the dir for writing. Returns True when resuming earlier work of the same config.
 
         A dir holding another config's output (or foreign files) is refused unless overwrite=True."""
         with self._lock():
-            m = self.manifest()
-            foreign = [p.name for p in self.root.iterdir() if p.name not in (".lock", MANIFEST)] if m is None else []
-            if m is not None and m.get("config_hash") == config_hash and m.get("stage") == stage:
+            if self.check(stage, config_hash, overwrite):
                 return True
-            if m is not None or foreign:
-                if not overwrite:
-                    what = (f"holds {m.get('stage')} output of another config (hash {m.get('config_hash')}, "
-                            f"this one {config_hash})" if m else f"is not empty ({', '.join(sorted(foreign)[:3])})")
-                    raise SeqdistillError(f"{self.root}: {what}; refusing to overwrite. "
-                                          "Use another output dir or pass --overwrite")
+            if any(p.name != ".lock" for p in self.root.iterdir()):
                 for p in self.root.iterdir():
                     if p.name != ".lock":
                         shutil.rmtree(p) if p.is_dir() else p.unlink()

@@ -199,8 +199,8 @@ def check(pred_text: str, gold: str | None, task: str | Task) -> Verdict:
 
 
 # ------------------------------------------------------------------ bounded-time pool
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """BaseException so that math-verify's own `except Exception` cannot swallow it and answer 'wrong'."""
 
 
 def _alarm(signum, frame):

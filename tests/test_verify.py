@@ -78,3 +78,25 @@ def test_pathological_input_finishes_within_timeout():
     assert v[0].status == UNVERIFIABLE and v[0].reason == "timeout"
     assert v[1].status == CORRECT  # the pool recovered for the next item
     assert elapsed < 15
+
+
+def _stuck_in_c(pred, gold, real=__import__("seqdistill.verify", fromlist=["slow_check"]).slow_check):
+    import signal as s
+
+    if pred == "\\hang":  # like a C-level computation: the timer signal never gets through
+        s.pthread_sigmask(s.SIG_BLOCK, [s.SIGALRM])
+        time.sleep(60)
+    return real(pred, gold)
+
+
+def test_worker_that_ignores_the_timer_is_killed_and_replaced(monkeypatch):
+    import seqdistill.verify as v
+
+    monkeypatch.setattr(v, "slow_check", _stuck_in_c)
+    items = [(boxed("\\hang"), "3", "math"), (boxed("\\frac12"), "0.5", "math"), (boxed("\\sqrt{8}"),
+                                                                                  "2\\sqrt{2}", "math")]
+    t0 = time.monotonic()
+    got = v.check_many(items, workers=1, timeout=0.5)
+    assert [(x.status, x.reason) for x in got] == [(UNVERIFIABLE, "timeout"), (CORRECT, "math-verify"),
+                                                   (CORRECT, "math-verify")]
+    assert time.monotonic() - t0 < 10

@@ -1,0 +1,170 @@
+import json
+
+import pytest
+import torch
+
+from seqdistill.errors import ConfigError, DataError
+from seqdistill.filter import FILTER_SCHEMA
+from seqdistill.sft import build_trainer, inspect_sft, run_sft
+from seqdistill.store import Store
+
+from fakes import rec
+
+
+def kept_dir(root, n=8, system=False):
+    recs = []
+    for i in range(n):
+        extra = " and then one more" * (i % 3)  # rows of different lengths
+        r = rec(f"p{i}", 0, f"<think>\nAva has {i} apples{extra} and gets 2 more.\n</think>\nSo \\boxed{{{i + 2}}}.")
+        if system:
+            r["messages"] = [{"role": "system", "content": "Be brief."}] + r["messages"]
+        r.update(verdict="correct", pred=None, verify_reason="", pass_rate=1.0, reject_reason=None)
+        recs.append(r)
+    store = Store(root, "kept")
+    store.prepare("filter", "h", {})
+    store.write_shard(recs, "part", FILTER_SCHEMA)
+    store.update_manifest(complete=True)
+    return root
+
+
+SFT = {"max_steps": 12, "learning_rate": 3e-3, "max_length": 512, "per_device_train_batch_size": 2,
+       "warmup_ratio": 0.0, "lr_scheduler_type": "constant", "save_steps": 1000}
+
+
+@pytest.fixture
+def sft_cfg(make_cfg, tmp_path):
+    kept_dir(tmp_path / "run" / "filter")
+    return lambda **kw: make_cfg(sft={**SFT, **kw})
+
+
+def test_sft_trains_every_param_and_saves_a_loadable_student(sft_cfg, tiny):
+    from transformers import AutoModelForCausalLM
+
+    cfg = sft_cfg()
+    before = {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(tiny["student"]).state_dict().items()}
+    final = run_sft(cfg)
+    log = json.loads((final.parent / "train_log.json").read_text())
+    losses = [e["loss"] for e in log if "loss" in e]
+    assert len(losses) >= 10 and losses[-1] < losses[0] * 0.8
+    assert any("tokens_per_s" in e for e in log) and any("learning_rate" in e for e in log)
+    model = AutoModelForCausalLM.from_pretrained(final)
+    after = model.state_dict()
+    unchanged = [k for k, v in before.items() if torch.equal(v, after[k])]
+    assert unchanged == [], unchanged
+    tok_eos = tiny["tok"].convert_tokens_to_ids("<|im_end|>")
+    assert tok_eos in model.generation_config.eos_token_id
+    assert (final / "chat_template.jinja").is_file() or "chat_template" in (final / "tokenizer_config.json").read_text()
+    assert Store(final.parent).is_complete()
+
+
+def test_lora_trains_only_adapters_and_merges(sft_cfg, tiny):
+    from transformers import AutoModelForCausalLM
+
+    cfg = sft_cfg(lora={"r": 4, "alpha": 8, "dropout": 0.0, "merge": True}, learning_rate=1e-2)
+    trainer, _, _ = build_trainer(cfg, cfg.sft, "sft", cfg.stage_dir("sft").parent / "scratch",
+                                  cfg.stage_dir("filter") / "kept")
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    for n, p in trainer.model.named_parameters():
+        changed = not torch.equal(start[n], p.detach())
+        assert changed == ("lora_B" in n or "lora_A" in n), n
+    final = run_sft(cfg)
+    assert (final.parent / "adapter" / "adapter_config.json").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(final).state_dict()
+    base = AutoModelForCausalLM.from_pretrained(tiny["student"]).state_dict()
+    assert not torch.equal(merged["model.layers.0.self_attn.q_proj.weight"],
+                           base["model.layers.0.self_attn.q_proj.weight"])
+    assert not any("lora" in k for k in merged)
+
+
+def test_labels_mask_everything_but_assistant_turns(sft_cfg, tiny, tmp_path):
+    kept_dir(tmp_path / "sys", system=True)  # with a system turn too
+    cfg = sft_cfg(packing=False, dataset=str(tmp_path / "sys"))
+    trainer, tok, _ = build_trainer(cfg, cfg.sft, "sft", tmp_path / "o", cfg.stage_dir("filter") / "kept")
+    rows = [trainer.train_dataset[0], trainer.train_dataset[7]]
+    batch = trainer.data_collator(rows)
+    for b in range(2):
+        ids, labels = batch["input_ids"][b].tolist(), batch["labels"][b].tolist()
+        trained = tok.decode([i for i, lab in zip(ids, labels) if lab != -100])
+        masked = tok.decode([i for i, lab in zip(ids, labels) if lab == -100], skip_special_tokens=False)
+        content = ["<think>\nAva has 0 apples", "<think>\nAva has 7 apples"][b]
+        assert trained.strip().startswith(content) and trained.strip().endswith("<|im_end|>")
+        assert "</think>" in trained  # reasoning is trained, not dropped
+        assert "Be brief." in masked and "How many apples" in masked and "How many" not in trained
+    pad_rows = batch["attention_mask"] == 0
+    assert pad_rows.any() and (batch["labels"][pad_rows] == -100).all()
+
+
+def test_packing_resets_positions_without_cross_sequence_attention(sft_cfg, tmp_path):
+    cfg = sft_cfg(packing=True, max_length=512)
+    trainer, tok, _ = build_trainer(cfg, cfg.sft, "sft", tmp_path / "o", cfg.stage_dir("filter") / "kept")
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    pos = batch["position_ids"][0]
+    starts = (pos == 0).nonzero().flatten().tolist()
+    assert len(starts) >= 2 and starts[0] == 0  # several sequences share the row, positions restart
+    model = trainer.model.eval()
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0]
+        bounds = starts + [len(pos)]
+        for a, b in zip(bounds, bounds[1:]):
+            alone = model(input_ids=batch["input_ids"][:, a:b]).logits[0]
+            torch.testing.assert_close(packed[a:b], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_inspect_marks_assistant_spans(sft_cfg):
+    out = inspect_sft(sft_cfg(packing=False), n=1, color=False)
+    assert "«\n<think>\nAva has" in out and "<|im_end|>\n»" in out
+    head, _, _ = out.partition("«")
+    assert "How many apples" in head and "trained" in out and "masked" in out
+
+
+def test_resume_continues_from_checkpoint(sft_cfg, monkeypatch):
+    import transformers
+
+    cfg = sft_cfg(max_steps=4, save_steps=2, lora=None)
+    real = transformers.Trainer.training_step
+
+    def crash_at_3(self, *a, **kw):
+        if self.state.global_step == 3:
+            raise RuntimeError("simulated crash")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", crash_at_3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_sft(cfg)
+    out = cfg.stage_dir("sft")
+    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not Store(out).is_complete()
+    calls = []
+
+    def counting(self, *a, **kw):
+        calls.append(self.state.global_step)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", counting)
+    run_sft(cfg, resume=True)
+    assert calls == [2, 3]  # only steps 3 and 4 ran; 1-2 came from the checkpoint
+    log = json.loads((out / "train_log.json").read_text())
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]
+    assert Store(out).manifest()["global_step"] == 4
+
+
+def test_refuses_to_overwrite_finished_model(sft_cfg):
+    run_sft(sft_cfg(max_steps=1))
+    with pytest.raises(DataError, match="--overwrite"):
+        run_sft(sft_cfg(max_steps=2))
+    run_sft(sft_cfg(max_steps=2), overwrite=True)
+
+
+def test_bad_inputs(sft_cfg, tmp_path, tiny):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "hello"}) + "\n")
+    with pytest.raises(DataError, match="no 'messages' column"):
+        run_sft(sft_cfg(dataset=str(bad)))
+    plain = tmp_path / "plain.jinja"
+    plain.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    cfg = sft_cfg()
+    cfg.student.chat_template = str(plain)
+    with pytest.raises(ConfigError, match="sft.training_template"):
+        run_sft(cfg)
