@@ -142,7 +142,7 @@ def trl_args(section: TrainConfig, out: Path, args_cls=None, **extra):
         except ImportError:
             log.warning("use_liger_kernel: liger-kernel is not installed; training without it")
             liger = False
-    return (args_cls or SFTConfig)(
+    kwargs = dict(
         output_dir=str(out / "checkpoints"), max_length=section.max_length, packing=section.packing,
         packing_strategy="bfd", assistant_only_loss=True, num_train_epochs=section.num_train_epochs,
         max_steps=section.max_steps, learning_rate=section.learning_rate,
@@ -153,7 +153,9 @@ def trl_args(section: TrainConfig, out: Path, args_cls=None, **extra):
         gradient_checkpointing=section.gradient_checkpointing, bf16=_bf16(section),
         use_cpu=not torch.cuda.is_available(), use_liger_kernel=liger, logging_steps=section.logging_steps,
         logging_first_step=True, save_steps=section.save_steps, save_total_limit=section.save_total_limit,
-        report_to=section.report_to, seed=section.seed, dataset_num_proc=None, **extra)
+        report_to=section.report_to, seed=section.seed, dataset_num_proc=None)
+    kwargs.update(extra)  # stage-specific settings (kd: no packing, its own masks, GKD's knobs)
+    return (args_cls or SFTConfig)(**kwargs)
 
 
 def peft_config(section: TrainConfig):

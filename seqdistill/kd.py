@@ -1,0 +1,229 @@
+"""Stage 4 (optional): token-level KL distillation, `kd.mode`:
+
+- offline: from the teacher's top-K logprobs captured during `generate` (no teacher in memory). The training
+  sequence is the exact token ids the teacher produced (prompt_ids + completion_ids), so every stored
+  distribution lines up with the position it was computed at; no re-tokenisation drift.
+- online: teacher loaded beside the student, full-vocabulary KL on the kept traces, chunked over the sequence
+  (with recomputation) so full-vocabulary logits for the whole sequence never exist at once.
+- on-policy: TRL's GKDTrainer with the student generating (lmbda=1) and the teacher scoring.
+
+All three reuse sft's trainer plumbing: LoRA, resume, logging, saving, refusal to overwrite."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .config import RecipeConfig
+from .errors import ConfigError, DataError
+from .kd_loss import IGNORE_INDEX, kd_loss
+from .models import load_tokenizer, resolve
+from .sft import dataset_files, train_stage
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ tokenizer compatibility
+def check_vocab(teacher_tok, student_tok) -> None:
+    """Teacher and student must map tokens to the same ids; padding rows beyond the vocab may differ."""
+    tv, sv = teacher_tok.get_vocab(), student_tok.get_vocab()
+    if tv == sv:
+        return
+    t_by_id = {i: t for t, i in tv.items()}
+    s_by_id = {i: t for t, i in sv.items()}
+    for i in sorted(set(t_by_id) | set(s_by_id)):
+        if t_by_id.get(i) != s_by_id.get(i):
+            raise ConfigError(
+                f"teacher and student tokenizers differ: first at id {i}: teacher {t_by_id.get(i)!r} vs "
+                f"student {s_by_id.get(i)!r} (vocab sizes {len(tv)} vs {len(sv)}); token-level KD needs a "
+                "shared tokenizer: pick a same-family pair, or use sequence-level sft only")
+
+
+# ------------------------------------------------------------------ offline data
+def topk_dataset(records: list[dict], max_length: int, vocab: int):
+    """Rows of exact teacher tokens; `offset` says where the stored top-K rows (completion tokens) start."""
+    import datasets
+
+    rows = []
+    for r in records:
+        p, c, k = r["prompt_ids"], r["completion_ids"], r["logprobs_k"]
+        ids = np.frombuffer(r["teacher_topk_ids"], "<i4").reshape(-1, k)
+        lps = np.frombuffer(r["teacher_topk_logprobs"], "<f2").reshape(-1, k)
+        if len(ids) != len(c):
+            raise DataError(f"record {r['prompt_id']}/{r['sample_index']}: {len(ids)} logprob rows for "
+                            f"{len(c)} completion tokens")
+        if ids.max(initial=0) >= vocab:
+            raise ConfigError(f"teacher top-K ids reach {ids.max()} but the student has {vocab} logits")
+        n = min(len(p) + len(c), max_length)
+        m = max(0, n - len(p))  # completion tokens that fit
+        rows.append({"input_ids": (list(p) + list(c))[:n], "labels": ([IGNORE_INDEX] * len(p) + list(c))[:n],
+                     "offset": len(p), "topk_ids": ids[:m].tolist(), "topk_logprobs": lps[:m].astype(
+                         np.float32).tolist()})
+    return datasets.Dataset.from_list(rows)
+
+
+def collate_topk(rows: list[dict], pad_id: int) -> dict:
+    width = max(len(r["input_ids"]) for r in rows)
+    k = max(len(r["topk_ids"][0]) if r["topk_ids"] else 1 for r in rows)
+    b = len(rows)
+    batch = {"input_ids": torch.full((b, width), pad_id), "attention_mask": torch.zeros((b, width), dtype=torch.long),
+             "labels": torch.full((b, width), IGNORE_INDEX), "topk_ids": torch.zeros((b, width, k), dtype=torch.long),
+             "topk_logprobs": torch.zeros((b, width, k))}
+    for i, r in enumerate(rows):
+        n, o, m = len(r["input_ids"]), r["offset"], len(r["topk_ids"])
+        batch["input_ids"][i, :n] = torch.tensor(r["input_ids"])
+        batch["attention_mask"][i, :n] = 1
+        batch["labels"][i, :n] = torch.tensor(r["labels"])
+        if m:
+            batch["topk_ids"][i, o:o + m] = torch.tensor(r["topk_ids"])
+            batch["topk_logprobs"][i, o:o + m] = torch.tensor(r["topk_logprobs"])
+    return batch
+
+
+def load_kd_records(source: str) -> list[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [f for f in dataset_files(source) if f.endswith(".parquet")]
+    if not files:
+        raise DataError(f"kd.dataset: {source}: no parquet shards from generate/filter")
+    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    return table.to_pylist()
+
+
+def has_logprobs(records: list[dict]) -> bool:
+    return bool(records) and all(r.get("logprobs_k") and r.get("completion_ids") and r.get("prompt_ids")
+                                 for r in records)
+
+
+# ------------------------------------------------------------------ trainer
+def _make_kd_trainer():
+    from trl import SFTTrainer
+
+    class KDTrainer(SFTTrainer):
+        """SFTTrainer whose loss is (1 - alpha) * CE + alpha * T^2 * divergence(teacher, student)."""
+
+        def __init__(self, *args, kd, teacher=None, **kwargs):
+            self.kd, self.teacher = kd, teacher
+            super().__init__(*args, **kwargs)
+            if teacher is not None:
+                self.teacher = teacher.to(self.args.device).eval()
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            k = self.kd
+            labels = inputs["labels"][:, 1:]
+            if "topk_ids" in inputs:
+                out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+                logits = out.logits[:, :-1]
+                n = (labels != IGNORE_INDEX).sum().clamp(min=1)
+                ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX,
+                                     reduction="sum") / n
+                kd = kd_loss(logits, labels, topk_ids=inputs["topk_ids"][:, 1:],
+                             topk_logprobs=inputs["topk_logprobs"][:, 1:], temperature=k.temperature,
+                             kind=k.divergence, beta=k.jsd_beta, tail=k.tail)
+            else:
+                out = None
+                ce, kd = self._online(model, inputs, labels)
+            loss = (1 - k.alpha) * ce + k.alpha * k.temperature ** 2 * kd
+            mode = "train" if model.training else "eval"
+            self._metrics[mode]["ce_loss"].append(ce.item())
+            self._metrics[mode]["kd_loss"].append(kd.item())
+            return (loss, out) if return_outputs else loss
+
+        def _online(self, model, inputs, labels):
+            """Chunked over positions; each chunk's logits are recomputed in backward, never all kept."""
+            k = self.kd
+            fwd = {key: inputs[key] for key in ("input_ids", "attention_mask", "position_ids") if key in inputs}
+            hs = model.get_decoder()(**fwd).last_hidden_state[:, :-1]
+            with torch.no_grad():
+                ht = self.teacher.get_decoder()(**fwd).last_hidden_state[:, :-1]
+            s_head, t_head = model.get_output_embeddings(), self.teacher.get_output_embeddings()
+
+            def chunk(h_s, h_t, lab):
+                s_logits = s_head(h_s)
+                with torch.no_grad():
+                    t_logits = t_head(h_t)
+                ce = F.cross_entropy(s_logits.flatten(0, 1).float(), lab.flatten(), ignore_index=IGNORE_INDEX,
+                                     reduction="sum")
+                kd = kd_loss(s_logits, lab, teacher_logits=t_logits, temperature=k.temperature,
+                             kind=k.divergence, beta=k.jsd_beta, reduction="sum")
+                return ce, kd
+
+            ce_sum = kd_sum = hs.new_zeros((), dtype=torch.float32)
+            for a in range(0, hs.shape[1], k.chunk_size):
+                sl = slice(a, a + k.chunk_size)
+                ce_c, kd_c = checkpoint(chunk, hs[:, sl], ht[:, sl], labels[:, sl], use_reentrant=False)
+                ce_sum, kd_sum = ce_sum + ce_c, kd_sum + kd_c
+            n = (labels != IGNORE_INDEX).sum().clamp(min=1)
+            return ce_sum / n, kd_sum / n
+
+    return KDTrainer
+
+
+def _load_teacher(cfg: RecipeConfig):
+    from transformers import AutoModelForCausalLM
+
+    teacher = cfg.need("teacher")
+    path = resolve(teacher.path, teacher.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if not torch.cuda.is_available()
+                                                 else torch.bfloat16)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return path, model
+
+
+def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> Path:
+    k = cfg.need("kd")
+    cfg = cfg.model_copy(deep=True)
+    k = cfg.kd
+    sft_model = cfg.stage_dir("sft") / "model"
+    if k.init_from is None and (sft_model / "config.json").is_file():
+        k.init_from = str(sft_model)  # KD refines the SFT student when there is one
+        log.info("kd: starting from the sft student %s", sft_model)
+    source = k.dataset or str(cfg.stage_dir("filter") / "kept")
+    records = load_kd_records(source) if k.mode in ("auto", "offline") else []
+    mode = k.mode
+    if mode == "auto":
+        mode = "offline" if has_logprobs(records) else "online"
+        log.info("kd: mode %s (%s)", mode, "dataset carries teacher logprobs" if mode == "offline"
+                 else "no logprobs captured (set generate.logprobs: K for offline KD)")
+    if mode == "offline" and not has_logprobs(records):
+        raise DataError(f"kd.mode offline: {source} has records without teacher logprobs; generate with "
+                        "generate.logprobs: K, or use kd.mode: online")
+    student_path = resolve(k.init_from or cfg.need("student").path)
+    student_tok = load_tokenizer(student_path)
+    if mode != "offline":
+        t_path = resolve(cfg.need("teacher").path, cfg.teacher.gguf_file)
+        check_vocab(load_tokenizer(t_path), student_tok)
+    cfg.kd.mode = mode
+    Trainer = _make_kd_trainer()
+    extra = {"remove_unused_columns": False}
+    if mode == "offline":
+        from transformers import AutoConfig
+
+        vocab = AutoConfig.from_pretrained(student_path).vocab_size
+        ds = topk_dataset(records, k.max_length, vocab)
+        trainer_cls = functools.partial(Trainer, kd=k, data_collator=functools.partial(
+            collate_topk, pad_id=student_tok.pad_token_id))
+        return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), trainer_cls=trainer_cls,
+                           train_dataset=ds, packing=False, assistant_only_loss=False,
+                           dataset_kwargs={"skip_prepare_dataset": True}, **extra)
+    if mode == "online":
+        _, teacher = _load_teacher(cfg)
+        trainer_cls = functools.partial(Trainer, kd=k, teacher=teacher)
+        return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",),
+                           trainer_cls=trainer_cls, **extra)
+    from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+    _, teacher = _load_teacher(cfg)
+    beta = {"forward": 0.0, "reverse": 1.0, "jsd": k.jsd_beta}[k.divergence]
+    trainer_cls = functools.partial(GKDTrainer, teacher_model=teacher)
+    return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), trainer_cls=trainer_cls,
+                       args_cls=GKDConfig, lmbda=1.0, beta=beta, temperature=k.temperature,
+                       max_new_tokens=k.max_new_tokens, seq_kd=False, packing=False, **extra)

@@ -1,0 +1,91 @@
+"""The token-level distillation loss: one function for full-vocabulary and stored top-K teachers.
+
+Top-K teachers (offline KD) know only K probabilities per position. The missing mass is handled explicitly:
+- tail="bucket" (default): both distributions are coarse-grained to K+1 categories, the teacher's top-K
+  tokens plus one "everything else" bucket holding 1 - sum(top-K). At T=1 this is the exact divergence
+  between the coarse-grained distributions, a lower bound on the full one (data processing inequality),
+  and it still pushes down student mass outside the teacher's support. With K = vocab it is the full KL.
+- tail="renorm": both renormalised over the top-K support alone (the common DistillKit-style choice);
+  it ignores whatever the student puts outside the support.
+Temperature T softens both sides: the student as softmax(z/T); the teacher as p^(1/T) renormalised over its
+categories (exact for a full-vocabulary teacher)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) over the last axis, with 0 * log 0 = 0 (K = vocab gives a zero tail bucket)."""
+    p = log_p.exp()
+    diff = torch.where(p > 0, log_p - log_q, torch.zeros_like(log_p))
+    return (p * diff).sum(-1)
+
+
+def divergence(teacher_lp: torch.Tensor, student_lp: torch.Tensor, kind: str = "forward",
+               beta: float = 0.5) -> torch.Tensor:
+    """Per-position divergence between two log-distributions over the same categories."""
+    if kind == "forward":
+        return _kl(teacher_lp, student_lp)
+    if kind == "reverse":
+        return _kl(student_lp, teacher_lp)
+    if kind == "jsd":  # generalized JSD as in TRL's GKD: beta*KL(t||m) + (1-beta)*KL(s||m)
+        mix = torch.logsumexp(torch.stack([teacher_lp + math.log(beta), student_lp + math.log(1 - beta)]), 0)
+        return beta * _kl(teacher_lp, mix) + (1 - beta) * _kl(student_lp, mix)
+    raise ValueError(f"unknown divergence {kind!r}")
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, stable; exactly -inf at x == 0."""
+    x = x.clamp(max=0.0)
+    return torch.where(x > -0.693, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def topk_categories(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
+                    temperature: float = 1.0, tail: str = "bucket") -> tuple[torch.Tensor, torch.Tensor]:
+    """(teacher_lp, student_lp) over the teacher's top-K support (+ the tail bucket)."""
+    s_all = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    s_k = s_all.gather(-1, topk_ids.long())
+    t_k = topk_logprobs.float()
+    if tail == "bucket" and topk_ids.shape[-1] >= student_logits.shape[-1]:
+        t, s = t_k, s_k  # the support is the whole vocabulary: no tail, exact full divergence
+    elif tail == "bucket":
+        # floor the tail at e^-30: float16 logprobs can sum to >= 1 and a zero tail would make reverse KL inf
+        t = torch.cat([t_k, _log1mexp(torch.logsumexp(t_k, -1, keepdim=True)).clamp(min=-30.0)], -1)
+        s = torch.cat([s_k, _log1mexp(torch.logsumexp(s_k, -1, keepdim=True)).clamp(min=-30.0)], -1)
+    elif tail == "renorm":
+        t, s = t_k, s_k - torch.logsumexp(s_k, -1, keepdim=True)
+    else:
+        raise ValueError(f"unknown tail mode {tail!r}")
+    if temperature != 1.0 or tail == "renorm":
+        t = F.log_softmax(t / temperature, -1)  # p^(1/T), renormalised over the categories
+    return t, s
+
+
+def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, *, teacher_logits: torch.Tensor | None = None,
+            topk_ids: torch.Tensor | None = None, topk_logprobs: torch.Tensor | None = None,
+            temperature: float = 1.0, kind: str = "forward", beta: float = 0.5, tail: str = "bucket",
+            reduction: str = "mean", ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Divergence between teacher and student at every position whose label is not ignore_index.
+
+    Inputs are aligned position by position (shift for next-token prediction before calling).
+    Give either teacher_logits (..., V) or topk_ids + topk_logprobs (..., K). Returns a scalar for
+    reduction "mean" (over unmasked positions; 0 when all are masked) or "sum", a (...) tensor for "none"."""
+    mask = labels != ignore_index
+    if teacher_logits is not None:
+        v = min(student_logits.shape[-1], teacher_logits.shape[-1])  # same tokenizer, padded embeddings
+        t = F.log_softmax(teacher_logits[..., :v].float() / temperature, -1)
+        s = F.log_softmax(student_logits[..., :v].float() / temperature, -1)
+    else:
+        t, s = topk_categories(student_logits, topk_ids, topk_logprobs, temperature, tail)
+    per_pos = divergence(t, s, kind, beta) * mask
+    if reduction == "none":
+        return per_pos
+    if reduction == "sum":
+        return per_pos.sum()
+    return per_pos.sum() / mask.sum().clamp(min=1)

@@ -1,0 +1,81 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqdistill.kd_loss import kd_loss
+
+torch.manual_seed(0)
+S = torch.randn(2, 3, 5)  # batch 2, seq 3, vocab 5
+T = torch.randn(2, 3, 5)
+LABELS = torch.tensor([[1, -100, 2], [0, 3, -100]])
+MASK = LABELS != -100
+
+
+def ref_forward(s, t, temp=1.0):
+    per = F.kl_div(F.log_softmax(s / temp, -1), F.log_softmax(t / temp, -1), reduction="none",
+                   log_target=True).sum(-1)
+    return (per * MASK).sum() / MASK.sum()
+
+
+def test_forward_and_reverse_match_torch_kl_div():
+    torch.testing.assert_close(kd_loss(S, LABELS, teacher_logits=T), ref_forward(S, T))
+    rev = F.kl_div(F.log_softmax(T, -1), F.log_softmax(S, -1), reduction="none", log_target=True).sum(-1)
+    torch.testing.assert_close(kd_loss(S, LABELS, teacher_logits=T, kind="reverse"), (rev * MASK).sum() / 4)
+
+
+def test_temperature_softens_and_changes_the_loss():
+    hot = kd_loss(S, LABELS, teacher_logits=T, temperature=4.0)
+    torch.testing.assert_close(hot, ref_forward(S, T, 4.0))
+    assert hot < kd_loss(S, LABELS, teacher_logits=T)
+
+
+def test_jsd_symmetric_cases():
+    a = kd_loss(S, LABELS, teacher_logits=T, kind="jsd", beta=0.5)
+    b = kd_loss(T, LABELS, teacher_logits=S, kind="jsd", beta=0.5)
+    torch.testing.assert_close(a, b)  # beta = 0.5 is symmetric in its two arguments
+    assert kd_loss(S, LABELS, teacher_logits=S, kind="jsd").abs() < 1e-6
+    assert 0 < a < torch.log(torch.tensor(2.0))  # JSD is bounded by log 2
+    torch.testing.assert_close(kd_loss(S, LABELS, teacher_logits=T, kind="jsd", beta=0.3),
+                               kd_loss(T, LABELS, teacher_logits=S, kind="jsd", beta=0.7))
+
+
+def test_all_ignored_mask_gives_zero_and_reductions():
+    none = torch.full_like(LABELS, -100)
+    assert kd_loss(S, none, teacher_logits=T).item() == 0.0
+    per = kd_loss(S, LABELS, teacher_logits=T, reduction="none")
+    assert per.shape == (2, 3) and (per[~MASK] == 0).all()
+    torch.testing.assert_close(kd_loss(S, LABELS, teacher_logits=T, reduction="sum"), per.sum())
+
+
+@pytest.mark.parametrize("kind", ["forward", "reverse", "jsd"])
+@pytest.mark.parametrize("tail", ["bucket", "renorm"])
+def test_topk_with_k_equal_vocab_is_full_kl(kind, tail):
+    lp = F.log_softmax(T, -1)
+    vals, ids = lp.topk(5, -1)
+    full = kd_loss(S, LABELS, teacher_logits=T, kind=kind)
+    torch.testing.assert_close(kd_loss(S, LABELS, topk_ids=ids, topk_logprobs=vals, kind=kind, tail=tail), full)
+
+
+def test_topk_bucket_is_a_lower_bound_and_sees_mass_outside_support():
+    lp = F.log_softmax(T, -1)
+    vals, ids = lp.topk(2, -1)
+    partial = kd_loss(S, LABELS, topk_ids=ids, topk_logprobs=vals)
+    assert 0 < partial <= kd_loss(S, LABELS, teacher_logits=T) + 1e-6
+    # a student that matches the teacher on the top-2 ratios but misplaces the rest: renorm sees nothing,
+    # the tail bucket does
+    s = T.clone()
+    s.scatter_(-1, ids, s.gather(-1, ids) + 5.0)
+    assert kd_loss(s, LABELS, topk_ids=ids, topk_logprobs=vals, tail="renorm") < 1e-5
+    assert kd_loss(s, LABELS, topk_ids=ids, topk_logprobs=vals, tail="bucket") > 0.1
+
+
+def test_vocab_padding_rows_are_sliced():
+    padded_teacher = torch.cat([T, torch.full((2, 3, 3), -30.0)], -1)  # teacher with 8 rows, 3 padding
+    torch.testing.assert_close(kd_loss(S, LABELS, teacher_logits=padded_teacher), ref_forward(S, T))
+
+
+def test_gradient_flows_to_student_only():
+    s = S.clone().requires_grad_()
+    t = T.clone().requires_grad_()
+    kd_loss(s, LABELS, teacher_logits=t.detach()).backward()
+    assert s.grad.abs().sum() > 0 and (s.grad[~MASK] == 0).all()
