@@ -121,9 +121,11 @@ class GenerateConfig(Section):
 class FilterConfig(Section):
     input_dir: str | None = None
     output_dir: str | None = None
+    require_correct: bool = Field(True, description="false: keep traces whatever the verdict (to compare)")
     keep_unverifiable: bool = False
     drop_truncated: bool = True
     drop_unclosed_think: bool = True
+    drop_garbage: bool = True
     require_boxed: bool | None = Field(None, description="None: when the prompt template asks for \\boxed{}")
     min_tokens: int | None = None
     max_tokens: int | None = None

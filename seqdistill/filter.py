@@ -77,7 +77,7 @@ def format_reason(rec: dict, cfg: RecipeConfig, need_box: bool) -> str | None:
         return "empty_answer"
     if need_box and "\\boxed" not in answer and "\\fbox" not in answer:
         return "no_boxed_answer"
-    if looks_like_garbage(full):
+    if f.drop_garbage and looks_like_garbage(full):
         return "garbage"
     n = rec["completion_tokens"]
     if f.min_tokens is not None and n < f.min_tokens:
@@ -112,7 +112,7 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_grams: dict[str, set],
         for r in group:
             r["pass_rate"] = rate
             reason = format_reason(r, cfg, need_box)
-            if reason is None and r["verdict"] != CORRECT:
+            if reason is None and r["verdict"] != CORRECT and f.require_correct:
                 if r["verdict"] == UNVERIFIABLE:
                     reason = None if f.keep_unverifiable else "unverifiable"
                 else:

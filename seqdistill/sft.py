@@ -43,6 +43,13 @@ def load_messages(source: str, reasoning_format: str = "keep", key: str = "sft.d
     import datasets
 
     files = dataset_files(source)
+    if files and files[0].endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        files = [f for f in files if pq.ParquetFile(f).metadata.num_rows > 0]  # filter may write empty shards
+        if not files:
+            raise DataError(f"{key}: {source} is empty: nothing to train on (did filter keep anything? "
+                            "see its stats.json)")
     if files:
         kind = "parquet" if files[0].endswith(".parquet") else "json"
         ds = datasets.load_dataset(kind, data_files=files, split="train")

@@ -1,0 +1,244 @@
+"""Stage 5: how much of the teacher's accuracy the student keeps, and at what size and speed.
+
+Each model generates k samples per benchmark problem with the same backend, prompt and sampling, in this
+run, on this hardware; the same verifier as `filter` scores them. Per-model generations are resumable
+stores, so an interrupted eval continues where it stopped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .config import RecipeConfig, stage_hash
+from .data import load_prompts
+from .errors import ConfigError, DataError
+from .generate import build_prompts, generate_into, open_backend, to_params
+from .metrics import summarize_problems
+from .models import resolve, set_threads
+from .store import Store, atomic_write_text
+from .verify import CORRECT, as_number, check_many, get_task, normalize
+
+log = logging.getLogger(__name__)
+
+
+def model_refs(cfg: RecipeConfig) -> list[tuple[str, object]]:
+    """(label, ModelConfig-like) for each eval.models entry; stage names map to that stage's output."""
+    from .config import ModelConfig
+
+    out = []
+    for name in cfg.eval.models:
+        if name in ("teacher", "student"):
+            out.append((name, cfg.need(name)))
+            continue
+        if name in ("sft", "kd", "final"):
+            stage = name if name != "final" else ("kd" if cfg.kd is not None else "sft")
+            path = cfg.stage_dir(stage) / "model"
+            if not (path / "config.json").is_file():
+                raise ConfigError(f"eval.models: {name!r} -> {path} has no trained model; run the {stage} stage")
+            out.append((name, ModelConfig(path=str(path))))
+            continue
+        out.append((Path(name).name or name, ModelConfig(path=name)))
+    return out
+
+
+def fingerprint(path: str) -> str:
+    """Changes when the weights change (a retrained sft/ model must not reuse old eval samples)."""
+    p = Path(path)
+    if not p.is_dir():
+        return path
+    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.glob("*.safetensors"))]
+    return hashlib.sha256(f"{path}{stamp}".encode()).hexdigest()[:16]
+
+
+def count_params(path: str) -> int:
+    """Parameters from the config alone (meta device): no weights loaded, tied embeddings counted once."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
+
+
+def answer_key(pred: str | None) -> str | None:
+    if pred is None:
+        return None
+    num = as_number(pred)
+    return str(num) if num is not None else normalize(pred)
+
+
+def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
+    recs = list(store.records())
+    verdicts = check_many([(r["messages"][-1]["content"], r["gold"], r["task"]) for r in recs],
+                          workers=cfg.filter.num_workers, timeout=cfg.filter.timeout_s)
+    groups = defaultdict(list)
+    for r, v in zip(recs, verdicts):
+        r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason)
+        groups[r["prompt_id"]].append({"correct": v.status == CORRECT, "pred": answer_key(v.pred),
+                                       "index": r["sample_index"]})
+    for g in groups.values():
+        g.sort(key=lambda s: s["index"])
+    k = cfg.eval.sampling.n
+    metrics = summarize_problems(groups, sorted({1, k}))
+    n = len(recs) or 1
+    metrics.update(
+        problems=len(groups), samples=len(recs),
+        truncation_rate=sum(r["finish_reason"] == "length" for r in recs) / n,
+        unclosed_think_rate=sum(not r["think_closed"] for r in recs) / n,
+        unverifiable_rate=sum(r["verdict"] == "unverifiable" for r in recs) / n,
+        mean_output_tokens=sum(r["completion_tokens"] for r in recs) / n)
+    return metrics, recs
+
+
+def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
+    e = cfg.eval
+    set_threads(cfg.num_threads)
+    bench = e.data or cfg.data
+    get_task(bench.task)
+    items = load_prompts(bench, where="eval.data" if e.data else "data")
+    if any(it["answer"] is None for it in items):
+        raise DataError(f"eval: benchmark {bench.label()} has problems without a gold answer")
+    out = cfg.stage_dir("eval")
+    refs = model_refs(cfg)
+    base_hash = stage_hash(cfg, "prompt", drop=())
+    results, lengths = {}, {}
+    for label, mcfg in refs:
+        path = resolve(mcfg.path, mcfg.gguf_file)
+        sub = Store(out / label)
+        chash = hashlib.sha256(json.dumps([base_hash, bench.model_dump(mode="json"),
+                                           e.sampling.model_dump(), e.backend, fingerprint(path)]).encode()
+                               ).hexdigest()[:16]
+        sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
+        m = sub.manifest()
+        if not m.get("complete"):
+            backend, tok, _ = open_backend(e.backend, mcfg, cfg, e.vllm, e.sampling.seed)
+            try:
+                stats = generate_into(sub, items, build_prompts(cfg, items, tok), backend, to_params(e.sampling),
+                                      batch_size=e.batch_size, task=bench.task, model=path, tag="s0of1",
+                                      desc=f"eval {label}")
+            finally:
+                backend.close()
+            prev = m.get("speed") or {"tokens": 0, "seconds": 0.0, "prompts": 0}
+            speed = {"tokens": prev["tokens"] + stats["new_tokens"], "seconds": prev["seconds"] + stats["seconds"],
+                     "prompts": prev["prompts"] + stats["new_prompts"]}
+            m = sub.update_manifest(complete=True, speed=speed)
+        metrics, recs = score_model(sub, cfg)
+        speed = m["speed"]
+        metrics.update(model=path, params=count_params(path),
+                       tokens_per_s=speed["tokens"] / speed["seconds"] if speed["seconds"] else None,
+                       latency_per_problem_s=speed["seconds"] / speed["prompts"] if speed["prompts"] else None)
+        _write_samples(out / label / "samples.parquet", recs)
+        results[label] = metrics
+        lengths[label] = [r["completion_tokens"] for r in recs]
+        log.info("eval %s: pass@1 %.3f", label, metrics["pass@1"]["mean"])
+    summary = distillation_summary(results)
+    report = {"benchmark": bench.label(), "task": bench.task, "k": e.sampling.n,
+              "sampling": e.sampling.model_dump(), "backend": e.backend, "models": results, "summary": summary,
+              "created": time.time()}
+    atomic_write_text(out / "eval.json", json.dumps(report, indent=2))
+    table = markdown_table(report)
+    atomic_write_text(out / "report.md", table + "\n")
+    png = _plot(report, lengths, out / "report.png")
+    print(table)
+    if png:
+        print(f"\nreport: {png}")
+    Store(out).update_manifest(stage="eval", complete=True, config_hash=base_hash)
+    return out
+
+
+def _write_samples(path: Path, recs: list[dict]) -> None:
+    keep = ["prompt_id", "sample_index", "question", "gold", "completion", "finish_reason", "completion_tokens",
+            "verdict", "pred", "verify_reason"]
+    table = pa.Table.from_pylist([{k: r.get(k) for k in keep} for r in recs])
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+def distillation_summary(results: dict) -> dict:
+    """Retention, size ratio and speed-up of every model against the teacher."""
+    if "teacher" not in results:
+        return {}
+    t = results["teacher"]
+    out = {}
+    for label, r in results.items():
+        if label == "teacher":
+            continue
+        acc_t = t["pass@1"]["mean"]
+        out[label] = {
+            "retention": r["pass@1"]["mean"] / acc_t if acc_t else None,
+            "size_ratio": r["params"] / t["params"] if t["params"] else None,
+            "speedup": (r["tokens_per_s"] / t["tokens_per_s"]) if r["tokens_per_s"] and t["tokens_per_s"] else None,
+            "latency_ratio": (r["latency_per_problem_s"] / t["latency_per_problem_s"]
+                              if r["latency_per_problem_s"] and t["latency_per_problem_s"] else None),
+        }
+    return out
+
+
+def _fmt(x, pct=False, digits=2):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:.1f}%" if pct else f"{x:.{digits}f}"
+
+
+def markdown_table(report: dict) -> str:
+    k = report["k"]
+    head = ["model", "params", "pass@1 [95% CI]"] + ([f"pass@{k}", f"maj@{k}"] if k > 1 else []) + [
+        "trunc", "mean tok", "tok/s", "s/problem", "retention", "size", "speed-up"]
+    lines = [f"### {report['benchmark']} ({report['task']}), k={k}, backend {report['backend']}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, r in report["models"].items():
+        p1 = r["pass@1"]
+        s = report["summary"].get(label, {})
+        row = [label, f"{r['params'] / 1e6:.0f}M",
+               f"{_fmt(p1['mean'], True)} [{_fmt(p1['ci95'][0], True)}, {_fmt(p1['ci95'][1], True)}]"]
+        if k > 1:
+            row += [_fmt(r.get(f"pass@{k}", {}).get("mean"), True), _fmt(r.get(f"maj@{k}", {}).get("mean"), True)]
+        row += [_fmt(r["truncation_rate"], True), f"{r['mean_output_tokens']:.0f}", _fmt(r["tokens_per_s"], digits=1),
+                _fmt(r["latency_per_problem_s"], digits=1), _fmt(s.get("retention"), True),
+                _fmt(s.get("size_ratio"), True), (_fmt(s.get("speedup")) + "x") if s.get("speedup") else "-"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _plot(report: dict, lengths: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib not installed: no report.png (report.md and eval.json are written)")
+        return None
+    models = report["models"]
+    labels = list(models)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    means = [models[m]["pass@1"]["mean"] * 100 for m in labels]
+    lo = [means[i] - models[m]["pass@1"]["ci95"][0] * 100 for i, m in enumerate(labels)]
+    hi = [models[m]["pass@1"]["ci95"][1] * 100 - means[i] for i, m in enumerate(labels)]
+    bars = ax1.bar(labels, means, yerr=[lo, hi], capsize=6, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][
+        :len(labels)] + ["#8172b3"] * max(0, len(labels) - 4))
+    for b, m in zip(bars, labels):
+        ret = report["summary"].get(m, {}).get("retention")
+        if ret is not None:
+            ax1.annotate(f"{ret:.0%} of teacher", (b.get_x() + b.get_width() / 2, b.get_height()),
+                         ha="center", va="bottom", fontsize=8, xytext=(0, 12), textcoords="offset points")
+    ax1.set_ylabel("pass@1 (%) with 95% CI")
+    ax1.set_title(f"{report['benchmark']}: accuracy")
+    ax1.set_ylim(0, 110)
+    for m in labels:
+        ax2.hist(lengths[m] or [0], bins=20, alpha=0.5, label=m)
+    ax2.set_title("output tokens per sample")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,62 @@
+"""Accuracy estimators with confidence intervals: pass@1 (mean over k samples), unbiased pass@k, maj@k."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem with n samples of which c are correct (Chen et al., 2021)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
+
+
+def majority_score(preds: list[str | None], correct: list[bool]) -> float:
+    """maj@k for one problem: accuracy of the most common answer. A tie between top answers gives the
+    expected accuracy of breaking it at random (fraction of tied answers that are correct)."""
+    votes = Counter(p for p in preds if p is not None)
+    if not votes:
+        return 0.0
+    top = max(votes.values())
+    tied = [a for a, v in votes.items() if v == top]
+    right = {p for p, ok in zip(preds, correct) if ok and p is not None}
+    return sum(a in right for a in tied) / len(tied)
+
+
+def mean_ci(scores: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% percentile-bootstrap interval over problems (per-problem scores in [0, 1])."""
+    n = len(scores)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = sum(scores) / n
+    rng = random.Random(seed)
+    means = sorted(sum(scores[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return mean, means[int(0.025 * resamples)], means[min(int(0.975 * resamples), resamples - 1)]
+
+
+def summarize_problems(groups: dict[str, list[dict]], ks: list[int]) -> dict:
+    """groups: problem id -> samples with keys correct (bool), pred (normalized answer or None)."""
+    per_problem = {"pass@1": []}
+    for k in ks:
+        per_problem[f"pass@{k}"] = []
+        per_problem[f"maj@{k}"] = []
+    for samples in groups.values():
+        n, c = len(samples), sum(s["correct"] for s in samples)
+        per_problem["pass@1"].append(c / n)
+        for k in ks:
+            if k > n:
+                continue
+            per_problem[f"pass@{k}"].append(pass_at_k(n, c, k))
+            first = samples[:k]
+            per_problem[f"maj@{k}"].append(majority_score([s["pred"] for s in first], [s["correct"] for s in first]))
+    out = {}
+    for name, scores in per_problem.items():
+        if scores:
+            m, lo, hi = mean_ci(scores)
+            out[name] = {"mean": m, "ci95": [lo, hi]}
+    return out

@@ -1,0 +1,117 @@
+"""eval and run end to end on tiny models (random text: the filter is told to keep it)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from seqdistill.config import validate
+from seqdistill.errors import ConfigError, SeqdistillError
+from seqdistill.evaluate import distillation_summary, run_eval
+from seqdistill.pipeline import run_pipeline
+from seqdistill.store import Store
+
+from conftest import REPO, recipe
+
+KEEP_ALL = {"require_correct": False, "drop_truncated": False, "drop_unclosed_think": False,
+            "require_boxed": False, "drop_garbage": False, "dedup": False, "num_workers": 1}
+EVAL = {"data": {"synthetic": {"n": 4, "split": "test"}, "task": "arithmetic"}, "batch_size": 4,
+        "sampling": {"n": 2, "max_tokens": 8, "temperature": 1.0}}
+
+
+def full_recipe(tmp_path, tiny, **over):
+    return recipe(tmp_path, tiny, filter=KEEP_ALL, eval=EVAL,
+                  sft={"max_steps": 3, "max_length": 256, "learning_rate": 1e-3, "save_steps": 1000}, **over)
+
+
+def test_eval_end_to_end_on_tiny_models(make_cfg, tiny, capsys):
+    cfg = make_cfg(eval={**EVAL, "models": ["teacher", "student"]})
+    out = run_eval(cfg)
+    report = json.loads((out / "eval.json").read_text())
+    t, s = report["models"]["teacher"], report["models"]["student"]
+    assert t["problems"] == 4 and t["samples"] == 8
+    for m in (t, s):
+        assert 0 <= m["pass@1"]["ci95"][0] <= m["pass@1"]["mean"] <= m["pass@1"]["ci95"][1] <= 1
+        assert "pass@2" in m and "maj@2" in m and m["tokens_per_s"] > 0 and m["latency_per_problem_s"] > 0
+        assert m["truncation_rate"] == 1.0 and m["mean_output_tokens"] == 8
+    assert s["params"] < t["params"]
+    summ = report["summary"]["student"]
+    assert summ["size_ratio"] == pytest.approx(s["params"] / t["params"])
+    assert summ["speedup"] == pytest.approx(s["tokens_per_s"] / t["tokens_per_s"])
+    printed = capsys.readouterr().out
+    assert "| teacher |" in printed and "| student |" in printed and "retention" in printed
+    assert (out / "report.png").stat().st_size > 1000 and (out / "student" / "samples.parquet").is_file()
+    # rerun: samples come from disk, not regenerated
+    before = sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet"))
+    run_eval(cfg)
+    assert sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet")) == before
+
+
+def test_distillation_summary_math():
+    res = {"teacher": {"pass@1": {"mean": 0.8}, "params": 1000, "tokens_per_s": 10.0, "latency_per_problem_s": 4.0},
+           "final": {"pass@1": {"mean": 0.6}, "params": 400, "tokens_per_s": 25.0, "latency_per_problem_s": 1.0}}
+    s = distillation_summary(res)["final"]
+    assert s["retention"] == pytest.approx(0.75) and s["size_ratio"] == 0.4 and s["speedup"] == 2.5
+    assert s["latency_ratio"] == 0.25
+
+
+def test_eval_names_missing_stage_model(make_cfg):
+    with pytest.raises(ConfigError, match="run the sft stage"):
+        run_eval(make_cfg(eval={**EVAL, "models": ["final"]}))
+
+
+def test_run_all_stages_then_kill_in_sft_and_resume(tmp_path, tiny):
+    data = full_recipe(tmp_path, tiny)
+    data["sft"].update(max_steps=150, save_steps=10)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "seqdistill.cli", "run", str(path)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ck = tmp_path / "run" / "sft" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(ck.glob("checkpoint-*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = tmp_path / "run"
+    assert Store(run / "generate").is_complete() and Store(run / "filter").is_complete()
+    assert not Store(run / "sft").is_complete() and not (run / "eval").exists()
+    done_files = {p: p.stat().st_mtime_ns for p in list((run / "generate").rglob("*.parquet")) +
+                  list((run / "filter").rglob("*.parquet"))}
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in done_files} == done_files  # finished stages skipped
+    assert "resuming from" in second.stderr and "checkpoint-" in second.stderr
+    assert Store(run / "sft").manifest()["global_step"] == 150
+    report = json.loads((run / "eval" / "eval.json").read_text())
+    assert set(report["models"]) == {"teacher", "student", "final"}
+    assert "retention" in report["summary"]["final"]
+
+
+def test_run_subset_and_failure_message(tmp_path, tiny):
+    cfg = validate(full_recipe(tmp_path, tiny))
+    with pytest.raises(SeqdistillError, match="stage filter failed: .*not a generate output"):
+        run_pipeline(cfg, stages=["filter"])
+    with pytest.raises(ConfigError, match="unknown stage"):
+        run_pipeline(cfg, stages=["generate", "distill"])
+    with pytest.raises(ConfigError, match="no kd: section"):
+        run_pipeline(cfg, stages=["kd"])
+    times = run_pipeline(cfg, stages=["generate", "filter"])
+    assert set(times) == {"generate", "filter"} and not (tmp_path / "run" / "sft").exists()
+
+
+def test_run_with_kd_section(tmp_path, tiny):
+    data = full_recipe(tmp_path, tiny, kd={"max_steps": 2, "max_length": 256, "save_steps": 1000})
+    data["generate"]["logprobs"] = 4
+    data["eval"] = {**EVAL, "models": ["student", "final"]}
+    cfg = validate(data)
+    run_pipeline(cfg)
+    assert Store(tmp_path / "run" / "kd").manifest()["complete"]
+    report = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
+    assert report["models"]["final"]["model"].endswith("kd/model")
