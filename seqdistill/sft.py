@@ -254,32 +254,40 @@ def last_checkpoint(out: Path) -> str | None:
 
 
 def save_final(trainer, tok, section: TrainConfig, out: Path) -> Path:
-    """Save a model that loads with AutoModelForCausalLM and stops at the end of its turn."""
+    """Save a model that loads with AutoModelForCausalLM and stops at the end of its turn.
+
+    Full models go through trainer.save_model (gathers ZeRO-3 / FSDP shards); files are written aside and
+    renamed by the main process, so a crash never leaves half a model."""
+    import shutil
+
+    main = trainer.accelerator.is_main_process
     model = trainer.model
-    final = out / "model"
-    if section.lora is not None:
-        model.save_pretrained(out / "adapter")
-        if section.lora.merge:
-            model = model.merge_and_unload()
-        else:
-            final = out / "adapter"
     eos_id = tok.convert_tokens_to_ids(tok.eos_token)
     gen = model.generation_config
     ids = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
     gen.eos_token_id = sorted({i for i in ids if i is not None} | {eos_id})
     gen.pad_token_id = tok.pad_token_id
     model.config.eos_token_id = eos_id
-    if final.name == "model":
-        import shutil
-
-        tmp = out / "model.tmp"  # written aside, then renamed: a crash never leaves half a model
+    final, tmp = out / "model", out / "model.tmp"
+    if main:
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
+    if section.lora is None:
+        trainer.save_model(str(tmp))
+    elif main:
+        model.save_pretrained(out / "adapter")
+        tok.save_pretrained(out / "adapter")
+        if not section.lora.merge:
+            return out / "adapter"
+        merged = model.merge_and_unload()
+        merged.generation_config = gen
+        merged.save_pretrained(tmp)
+    trainer.accelerator.wait_for_everyone()
+    if main:
         tok.save_pretrained(tmp)
+        gen.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-    else:
-        tok.save_pretrained(final)
+    trainer.accelerator.wait_for_everyone()
     return final
 
 
@@ -306,9 +314,10 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainConfig, dataset_defau
     log.info("%s: training %s on %d examples -> %s", key, path, len(trainer.train_dataset), out)
     trainer.train(resume_from_checkpoint=ckpt)
     final = save_final(trainer, tok, section, out)
-    atomic_write_text(out / "train_log.json", json.dumps(trainer.state.log_history, indent=1))
-    store.update_manifest(complete=True, model=str(final), base_model=path,
-                          global_step=trainer.state.global_step)
+    if trainer.accelerator.is_main_process:
+        atomic_write_text(out / "train_log.json", json.dumps(trainer.state.log_history, indent=1))
+        store.update_manifest(complete=True, model=str(final), base_model=path,
+                              global_step=trainer.state.global_step)
     log.info("%s: saved %s", key, final)
     return final
 

@@ -10,6 +10,7 @@ import random
 
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Iris", "Jon", "Kira", "Liam",
          "Maya", "Noah", "Omar", "Priya", "Quinn", "Rosa", "Sam", "Tara"]
+MULTIPLY = {2: "doubles", 3: "triples", 4: "quadruples"}
 ITEMS = ["apples", "marbles", "stickers", "books", "coins", "shells", "pencils", "cards", "stamps", "beads"]
 
 
@@ -34,7 +35,7 @@ def _problem(rng: random.Random, steps: int, max_value: int) -> tuple[str, int]:
             value -= k
         else:
             k = rng.randint(2, 4)
-            sentences.append(f"Then the number of {item} {name} has becomes {k} times as many.")
+            sentences.append(f"Then {name} {MULTIPLY[k]} the number of {item}.")
             value *= k
     sentences.append(f"How many {item} does {name} have now?")
     return " ".join(sentences), value

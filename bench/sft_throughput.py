@@ -1,0 +1,105 @@
+"""SFT throughput on a long-tailed length mix (many short traces, few very long), measured side by side:
+packed (padding-free BFD) vs padded batches, and `seqdistill sft` vs a bare TRL SFTTrainer script with the
+same settings. Small random Qwen2 + the tests' tiny tokenizer, CPU.
+
+    python bench/sft_throughput.py [--examples 256] [--steps 20] [--hidden 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import torch  # noqa: E402
+
+from conftest import build_model, build_tokenizer  # noqa: E402
+from fakes import rec  # noqa: E402
+
+from seqdistill.config import validate  # noqa: E402
+from seqdistill.filter import FILTER_SCHEMA  # noqa: E402
+from seqdistill.sft import run_sft  # noqa: E402
+from seqdistill.store import Store  # noqa: E402
+
+
+def long_tailed(n: int, rng: random.Random) -> list[dict]:
+    out = []
+    for i in range(n):
+        words = int(min(900, rng.lognormvariate(3.5, 0.9)))  # median ~33 words, tail to ~900
+        body = " ".join(rng.choice(["add", "three", "apples", "then", "seven", "so", "we", "get"]) for _ in range(words))
+        r = rec(f"p{i}", 0, f"<think>\n{body}\n</think>\nSo \\boxed{{{i}}}.")
+        r.update(verdict="correct", pred=None, verify_reason="", pass_rate=1.0, reject_reason=None)
+        out.append(r)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--examples", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp())
+    tok = build_tokenizer(tmp / "tok")
+    student = build_model(tmp / "student", tok, hidden=args.hidden, layers=4)
+    kept = Store(tmp / "filter", "kept")
+    kept.prepare("filter", "bench", {})
+    kept.write_shard(long_tailed(args.examples, random.Random(0)), "part", FILTER_SCHEMA)
+    kept.update_manifest(complete=True)
+    common = {"max_steps": args.steps, "max_length": 1024, "per_device_train_batch_size": 4,
+              "learning_rate": 1e-4, "save_steps": 10_000, "logging_steps": 5, "dataset": str(tmp / "filter")}
+
+    def ours(packing, tag):
+        cfg = validate({"run_dir": str(tmp / tag), "num_threads": args.threads, "student": {"path": str(student)},
+                        "sft": {**common, "packing": packing}})
+        t0 = time.perf_counter()
+        final = run_sft(cfg)
+        wall = time.perf_counter() - t0
+        import json
+
+        log = json.loads((final.parent / "train_log.json").read_text())
+        tokens = max(e.get("num_tokens", 0) for e in log)
+        train_s = next(e["train_runtime"] for e in log if "train_runtime" in e)
+        return tokens, train_s, wall
+
+    def bare(tag):
+        import datasets
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from trl import SFTConfig, SFTTrainer
+
+        t0 = time.perf_counter()
+        ds = datasets.load_dataset("parquet", data_files=str(tmp / "filter" / "kept" / "*.parquet"),
+                                   split="train").select_columns(["messages"])
+        tk = AutoTokenizer.from_pretrained(student)
+        model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32)
+        a = SFTConfig(output_dir=str(tmp / tag), max_steps=args.steps, max_length=1024, packing=True,
+                      per_device_train_batch_size=4, learning_rate=1e-4, save_steps=10_000, logging_steps=5,
+                      assistant_only_loss=True, bf16=False, use_cpu=True, report_to="none",
+                      gradient_checkpointing=False, warmup_steps=0.03, lr_scheduler_type="cosine")
+        tr = SFTTrainer(model=model, args=a, train_dataset=ds, processing_class=tk)
+        out = tr.train()
+        tr.save_model(str(tmp / tag / "model"))
+        return out.metrics["train_runtime"], time.perf_counter() - t0
+
+    ours(True, "warmup")
+    tok_p, s_p, wall_p = ours(True, "packed")
+    tok_u, s_u, _ = ours(False, "padded")
+    b_train, b_wall = bare("bare")
+    print(f"{args.examples} long-tailed examples, {args.steps} steps x batch 4, hidden {args.hidden}, CPU")
+    print(f"packed (padding-free BFD): {tok_p / s_p:8.0f} tokens/s   ({tok_p} tokens, {s_p:.1f} s)")
+    print(f"padded                   : {tok_u / s_u:8.0f} tokens/s   ({tok_u} tokens, {s_u:.1f} s)")
+    print(f"packed / padded          : {(tok_p / s_p) / (tok_u / s_u):8.2f}x  (target >= 1.5x)")
+    print(f"seqdistill sft vs bare TRL script (same settings): train {s_p:.1f} s vs {b_train:.1f} s "
+          f"-> overhead {s_p / b_train - 1:+.1%} in training; end to end {wall_p:.1f} s vs {b_wall:.1f} s "
+          f"({wall_p / b_wall - 1:+.1%}, includes our input checks and atomic save) (target <= 2%)")
+
+
+if __name__ == "__main__":
+    main()
