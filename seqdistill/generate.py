@@ -112,7 +112,8 @@ def open_backend(kind: str, model_cfg, cfg: RecipeConfig, vllm_kwargs: dict, see
     return backend, tok, path
 
 
-def run_generate(cfg: RecipeConfig, overwrite: bool = False) -> Path:
+def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Path:
+    """Generate into cfg's generate dir. `backend` reuses an open engine (tests share one vLLM start)."""
     teacher = cfg.need("teacher")
     g = cfg.generate
     out = cfg.stage_dir("generate")
@@ -129,7 +130,11 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     if resumed and all(it["id"] in done for it in items):
         log.info("%s: shard %d/%d already complete (%d prompts)", out, i, n, len(items))
     else:
-        backend, tok, path = open_backend(g.backend, teacher, cfg, g.vllm, g.sampling.seed)
+        if backend is None:
+            backend, tok, path = open_backend(g.backend, teacher, cfg, g.vllm, g.sampling.seed)
+            owned = True
+        else:
+            tok, path, owned = backend.tok, teacher.path, False
         log.info("generate: %d prompts x %d samples with %s (%s) -> %s", len(items), g.sampling.n, path,
                  g.backend, out)
         try:
@@ -137,7 +142,8 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False) -> Path:
                                   to_params(g.sampling, g.logprobs), batch_size=g.batch_size,
                                   task=cfg.data.task, model=teacher.path, tag=f"s{i}of{n}")
         finally:
-            backend.close()
+            if owned:
+                backend.close()
         log.info("generate: wrote %d prompts, %d tokens (%.1f tok/s)", stats["new_prompts"], stats["new_tokens"],
                  stats["tokens_per_s"] or 0)
     m = store.update_manifest(parts={f"{i}/{n}": {"complete": True, "prompts": len(items)}})
