@@ -1,0 +1,41 @@
+"""The CLI is a thin layer: flags become config overrides, user errors exit 2 with a message naming the
+file / key / flag, and nothing else is written."""
+
+from typer.testing import CliRunner
+
+from seqdistill.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_stage():
+    out = runner.invoke(app, ["--help"]).output
+    for cmd in ("generate", "filter", "sft", "kd", "eval", "run", "shrink"):
+        assert cmd in out
+
+
+def test_unknown_recipe_key_exits_2_naming_it(tmp_path):
+    r = tmp_path / "r.yaml"
+    r.write_text("generate:\n  sampling:\n    temprature: 0.7\n")
+    res = runner.invoke(app, ["generate", "-r", str(r)])
+    assert res.exit_code == 2
+    assert "generate.sampling.temprature: unknown key" in res.output and str(r) in res.output
+
+
+def test_missing_teacher_and_bad_flag_values(tmp_path):
+    res = runner.invoke(app, ["generate", "--set", f"run_dir={tmp_path}"])
+    assert res.exit_code == 2 and "teacher: required" in res.output
+    res = runner.invoke(app, ["generate", "--shard", "2of3", "--set", f"run_dir={tmp_path}"])
+    assert res.exit_code == 2 and "generate.shard" in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_filter_on_missing_input_names_the_flag(tmp_path):
+    res = runner.invoke(app, ["filter", "--input-dir", str(tmp_path / "nope"), "--set", f"run_dir={tmp_path}"])
+    assert res.exit_code == 2 and "not a generate output dir" in res.output and "filter.input_dir" in res.output
+
+
+def test_shrink_bad_layers(tiny, tmp_path):
+    res = runner.invoke(app, ["shrink", "--teacher", str(tiny["teacher"]), "--layers", "0,99",
+                              "--out", str(tmp_path / "s")])
+    assert res.exit_code == 2 and "out of range" in res.output and not (tmp_path / "s").exists()
