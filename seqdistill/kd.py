@@ -131,6 +131,9 @@ def _make_kd_trainer():
                 out = None
                 ce, kd = self._online(model, inputs, labels)
             loss = (1 - k.alpha) * ce + k.alpha * k.temperature ** 2 * kd
+            if not torch.isfinite(loss):  # stop instead of silently training a broken student
+                raise FloatingPointError(f"kd: loss is {loss.item()} at step {self.state.global_step} "
+                                         f"(ce {ce.item()}, kd {kd.item()}); lower kd.learning_rate or check the data")
             mode = "train" if model.training else "eval"
             self._metrics[mode]["ce_loss"].append(ce.item())
             self._metrics[mode]["kd_loss"].append(kd.item())

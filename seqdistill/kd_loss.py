@@ -49,15 +49,21 @@ def _log1mexp(x: torch.Tensor) -> torch.Tensor:
 def topk_categories(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
                     temperature: float = 1.0, tail: str = "bucket") -> tuple[torch.Tensor, torch.Tensor]:
     """(teacher_lp, student_lp) over the teacher's top-K support (+ the tail bucket)."""
-    s_all = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    s_k = s_all.gather(-1, topk_ids.long())
+    z = student_logits.float() / temperature
+    lse = torch.logsumexp(z, -1, keepdim=True)
+    ids = topk_ids.long()
+    s_k = z.gather(-1, ids) - lse
     t_k = topk_logprobs.float()
-    if tail == "bucket" and topk_ids.shape[-1] >= student_logits.shape[-1]:
+    if tail == "bucket" and ids.shape[-1] >= z.shape[-1]:
         t, s = t_k, s_k  # the support is the whole vocabulary: no tail, exact full divergence
     elif tail == "bucket":
-        # floor the tail at e^-30: float16 logprobs can sum to >= 1 and a zero tail would make reverse KL inf
-        t = torch.cat([t_k, _log1mexp(torch.logsumexp(t_k, -1, keepdim=True)).clamp(min=-30.0)], -1)
-        s = torch.cat([s_k, _log1mexp(torch.logsumexp(s_k, -1, keepdim=True)).clamp(min=-30.0)], -1)
+        # student tail = logsumexp over the tokens outside the support: exact, and its gradient stays finite
+        # even when the support holds ~all the mass (log(1 - sum p) would give 0 * inf = nan in backward)
+        s_tail = torch.logsumexp(z.scatter(-1, ids, float("-inf")), -1, keepdim=True) - lse
+        # teacher tail from its stored top-K (no grad); floored at e^-30 since float16 logprobs can sum to >= 1
+        t_tail = _log1mexp(torch.logsumexp(t_k, -1, keepdim=True)).clamp(min=-30.0)
+        t = torch.cat([t_k, t_tail], -1)
+        s = torch.cat([s_k, s_tail.clamp(min=-30.0)], -1)
     elif tail == "renorm":
         t, s = t_k, s_k - torch.logsumexp(s_k, -1, keepdim=True)
     else:

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -47,6 +48,7 @@ def test_offline_kd_from_captured_logprobs(make_cfg, tiny, tmp_path):
     final = run_kd(cfg)
     kd, ce, total = losses(final, "kd_loss"), losses(final, "ce_loss"), losses(final, "loss")
     assert len(kd) == len(ce) == len(total) >= 8
+    assert all(math.isfinite(x) for x in kd + ce + total)
     assert kd[-1] < kd[0] * 0.8
     changed, names = changed_params(tiny["student"], final)
     assert sorted(changed) == sorted(names)
