@@ -41,6 +41,7 @@ def mean_ci(scores: list[float], resamples: int = 2000, seed: int = 0) -> tuple[
 
 def summarize_problems(groups: dict[str, list[dict]], ks: list[int]) -> dict:
     """groups: problem id -> samples with keys correct (bool), pred (normalized answer or None)."""
+    ks = [k for k in ks if k > 1]  # pass@1 is the mean over samples, computed once below
     per_problem = {"pass@1": []}
     for k in ks:
         per_problem[f"pass@{k}"] = []

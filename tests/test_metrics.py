@@ -45,3 +45,11 @@ def test_summarize_problems():
               "b": [{"correct": False, "pred": "3"}, {"correct": False, "pred": "3"}]}
     out = summarize_problems(groups, [1, 2])
     assert out["pass@1"]["mean"] == 0.25 and out["pass@2"]["mean"] == 0.5 and out["maj@2"]["mean"] == 0.25
+
+
+def test_summary_counts_each_problem_once_for_k1():
+    groups = {str(i): [{"correct": i < 29, "pred": "x"}] for i in range(48)}
+    out = summarize_problems(groups, [1])
+    assert out["pass@1"]["mean"] == pytest.approx(29 / 48)
+    assert tuple(out["pass@1"]["ci95"]) == mean_ci([1.0] * 29 + [0.0] * 19)[1:]
+    assert set(out) == {"pass@1"}
