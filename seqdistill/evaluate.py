@@ -94,6 +94,7 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
         truncation_rate=sum(r["finish_reason"] == "length" for r in recs) / n,
         unclosed_think_rate=sum(not r["think_closed"] for r in recs) / n,
         unverifiable_rate=sum(r["verdict"] == "unverifiable" for r in recs) / n,
+        no_answer_rate=sum(r["verify_reason"] == "no answer" for r in recs) / n,
         mean_output_tokens=sum(r["completion_tokens"] for r in recs) / n)
     return metrics, recs
 
@@ -192,7 +193,7 @@ def _fmt(x, pct=False, digits=2):
 def markdown_table(report: dict) -> str:
     k = report["k"]
     head = ["model", "params", "pass@1 [95% CI]"] + ([f"pass@{k}", f"maj@{k}"] if k > 1 else []) + [
-        "trunc", "mean tok", "tok/s", "s/problem", "retention", "size", "speed-up"]
+        "no answer", "trunc", "mean tok", "tok/s", "s/problem", "retention", "size", "speed-up"]
     lines = [f"### {report['benchmark']} ({report['task']}), k={k}, backend {report['backend']}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r in report["models"].items():
@@ -202,7 +203,7 @@ def markdown_table(report: dict) -> str:
                f"{_fmt(p1['mean'], True)} [{_fmt(p1['ci95'][0], True)}, {_fmt(p1['ci95'][1], True)}]"]
         if k > 1:
             row += [_fmt(r.get(f"pass@{k}", {}).get("mean"), True), _fmt(r.get(f"maj@{k}", {}).get("mean"), True)]
-        row += [_fmt(r["truncation_rate"], True), f"{r['mean_output_tokens']:.0f}", _fmt(r["tokens_per_s"], digits=1),
+        row += [_fmt(r["no_answer_rate"], True), _fmt(r["truncation_rate"], True), f"{r['mean_output_tokens']:.0f}", _fmt(r["tokens_per_s"], digits=1),
                 _fmt(r["latency_per_problem_s"], digits=1), _fmt(s.get("retention"), True),
                 _fmt(s.get("size_ratio"), True), (_fmt(s.get("speedup")) + "x") if s.get("speedup") else "-"]
         lines.append("| " + " | ".join(row) + " |")

@@ -39,6 +39,7 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny, capsys):
         assert 0 <= m["pass@1"]["ci95"][0] <= m["pass@1"]["mean"] <= m["pass@1"]["ci95"][1] <= 1
         assert "pass@2" in m and "maj@2" in m and m["tokens_per_s"] > 0 and m["latency_per_problem_s"] > 0
         assert m["truncation_rate"] == 1.0 and m["mean_output_tokens"] == 8
+        assert m["no_answer_rate"] == 1.0 and m["pass@1"]["mean"] == 0.0  # random text boxes no answer
     assert s["params"] < t["params"]
     summ = report["summary"]["student"]
     assert summ["size_ratio"] == pytest.approx(s["params"] / t["params"])
