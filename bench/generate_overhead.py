@@ -93,7 +93,6 @@ def main():
 def bench_vllm(args):
     from vllm import LLM, SamplingParams
 
-    from seqdistill.backends import PromptIn  # noqa: F401
     from seqdistill.backends.vllm import VLLMBackend
     from seqdistill.generate import generate_into, to_params
 
@@ -133,10 +132,6 @@ def bench_vllm(args):
     print(f"bare LLM.generate      : {tb:7.2f} s ({nb} tokens, {nb / tb:.1f} tok/s)")
     print(f"seqdistill vllm backend: {to:7.2f} s ({no} tokens, {no / to:.1f} tok/s)")
     print(f"overhead ratio ours/bare: {to / tb:.3f}  (target <= 1.03)")
-    del llm
-    import gc
-
-    gc.collect()
     from seqdistill.backends.hf import HFBackend
 
     hb = HFBackend(path, tok)

@@ -63,9 +63,11 @@ def count_params(path: str) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from .models import param_count
+
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
-    return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
+    return param_count(model)
 
 
 def answer_key(pred: str | None) -> str | None:

@@ -10,7 +10,6 @@ import importlib.metadata
 import logging
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,15 +174,4 @@ def set_threads(num_threads: int | None) -> None:
 
 
 def param_count(model) -> int:
-    seen, total = set(), 0
-    for p in model.parameters():
-        if p.data_ptr() not in seen:  # tied weights count once
-            seen.add(p.data_ptr())
-            total += p.numel()
-    return total
-
-
-def copy_tokenizer_files(src: str, dst: Path) -> None:
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
-        if (Path(src) / name).is_file():
-            shutil.copy(Path(src) / name, dst / name)
+    return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once

@@ -7,6 +7,7 @@ resume, and no silent overwrite."""
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import logging
 import os
@@ -143,12 +144,9 @@ def trl_args(section: TrainConfig, out: Path, args_cls=None, **extra):
     from trl import SFTConfig
 
     liger = section.use_liger_kernel
-    if liger:
-        try:
-            import liger_kernel  # noqa: F401
-        except ImportError:
-            log.warning("use_liger_kernel: liger-kernel is not installed; training without it")
-            liger = False
+    if liger and importlib.util.find_spec("liger_kernel") is None:
+        log.warning("use_liger_kernel: liger-kernel is not installed; training without it")
+        liger = False
     kwargs = dict(
         output_dir=str(out / "checkpoints"), max_length=section.max_length, packing=section.packing,
         packing_strategy="bfd", assistant_only_loss=True, num_train_epochs=section.num_train_epochs,
@@ -247,10 +245,16 @@ def build_trainer(cfg: RecipeConfig, section: TrainConfig, key: str, out: Path, 
 
 
 def last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The newest complete checkpoint. A kill during saving leaves a checkpoint dir without its
+    trainer_state.json (written last); resuming from it would fail, so it is skipped."""
     ck = out / "checkpoints"
-    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
+    found = sorted((int(p.name.split("-")[1]), p) for p in ck.glob("checkpoint-*")
+                   if p.name.split("-")[1].isdigit()) if ck.is_dir() else []
+    for step, p in reversed(found):
+        if (p / "trainer_state.json").is_file():
+            return str(p)
+        log.warning("skipping incomplete checkpoint %s (interrupted while saving)", p)
+    return None
 
 
 def save_final(trainer, tok, section: TrainConfig, out: Path) -> Path:

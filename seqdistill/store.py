@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -148,20 +148,6 @@ class Store:
 
     def count(self) -> int:
         return sum(pq.ParquetFile(f).metadata.num_rows for f in self.shard_files())
-
-
-def write_records(root: Path, records: Iterable[dict], schema: pa.Schema | None = None, tag: str = "part",
-                  rows_per_shard: int = 5000) -> int:
-    store, buf, n = Store(root), [], 0
-    for r in records:
-        buf.append(r)
-        if len(buf) >= rows_per_shard:
-            store.write_shard(buf, tag, schema)
-            n, buf = n + len(buf), []
-    if buf or n == 0:
-        store.write_shard(buf, tag, schema)
-        n += len(buf)
-    return n
 
 
 def require_stage_output(root: str | Path, stage: str, flag: str) -> Store:

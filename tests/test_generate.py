@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import yaml
 
-from seqdistill.config import validate
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.store import Store

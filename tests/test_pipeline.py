@@ -76,7 +76,7 @@ def test_run_all_stages_then_kill_in_sft_and_resume(tmp_path, tiny):
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ck = tmp_path / "run" / "sft" / "checkpoints"
     deadline = time.time() + 240
-    while time.time() < deadline and not list(ck.glob("checkpoint-*")):
+    while time.time() < deadline and not list(ck.glob("checkpoint-*/trainer_state.json")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -168,3 +168,16 @@ def test_bad_inputs(sft_cfg, tmp_path, tiny):
     cfg.student.chat_template = str(plain)
     with pytest.raises(ConfigError, match="sft.training_template"):
         run_sft(cfg)
+
+
+def test_resume_skips_a_checkpoint_cut_off_while_saving(tmp_path):
+    from seqdistill.sft import last_checkpoint
+
+    for step, complete in [(5, True), (10, True), (15, False)]:
+        d = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"x")
+        if complete:
+            (d / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path).endswith("checkpoint-10")
+    assert last_checkpoint(tmp_path / "none") is None
