@@ -182,8 +182,8 @@ def _load_teacher(cfg: RecipeConfig):
 
 
 def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> Path:
-    k = cfg.need("kd")
-    cfg = cfg.model_copy(deep=True)
+    cfg.need("kd")
+    cfg = cfg.model_copy(deep=True)  # init_from / mode are resolved below; the caller's config stays as given
     k = cfg.kd
     sft_model = cfg.stage_dir("sft") / "model"
     if k.init_from is None and (sft_model / "config.json").is_file():
