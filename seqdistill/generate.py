@@ -73,9 +73,10 @@ def make_record(item: dict, pin: PromptIn, j: int, c: Completion, task: str, mod
 
 
 def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], backend, params: Params, *,
-                  batch_size: int, task: str, model: str, tag: str, desc: str = "generate") -> dict:
-    """Generate for every item not yet on disk. Returns counts and throughput."""
-    done = set(store.column("prompt_id"))
+                  batch_size: int, task: str, model: str, tag: str, desc: str = "generate",
+                  done: set | None = None) -> dict:
+    """Generate for every item not yet on disk (`done`: ids already read by the caller). Returns counts."""
+    done = set(store.column("prompt_id")) if done is None else done
     todo = [(it, pr) for it, pr in zip(items, prompts) if it["id"] not in done]
     if done:
         log.info("%s: resuming, %d prompts already on disk, %d to go", store.root, len(items) - len(todo), len(todo))
@@ -140,7 +141,7 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
         try:
             stats = generate_into(store, items, build_prompts(cfg, items, tok), backend,
                                   to_params(g.sampling, g.logprobs), batch_size=g.batch_size,
-                                  task=cfg.data.task, model=teacher.path, tag=f"s{i}of{n}")
+                                  task=cfg.data.task, model=teacher.path, tag=f"s{i}of{n}", done=done)
         finally:
             if owned:
                 backend.close()
