@@ -141,6 +141,33 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), set_: Optional[l
 
 
 @app.command()
+def check(output: str = typer.Argument(..., help="the model's output text (or @FILE to read it from a file)"),
+          gold: str = typer.Argument(..., help="the gold answer (or the dataset's answer field)"),
+          task: str = typer.Option("math", help="gsm8k | math | aime | amc | arithmetic"),
+          timeout: float = typer.Option(5.0, help="seconds math-verify may take")):
+    """Show how the verifier reads one output: extracted answer, normalised forms, path and verdict."""
+    from .verify import TASKS, explain
+
+    if task not in TASKS:
+        typer.secho(f"error: --task: unknown task {task!r}; choose one of {sorted(TASKS)}", fg="red", err=True)
+        raise typer.Exit(2)
+    if output.startswith("@"):
+        output = _run(_read_text, output[1:])
+    got = _run(explain, output, gold, task, timeout)
+    for key, value in got.items():
+        typer.echo(f"{key:<16} {value}")
+
+
+def _read_text(path: str) -> str:
+    from .errors import DataError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the output text ({exc.__class__.__name__})") from None
+
+
+@app.command()
 def shrink(teacher: str = typer.Option(..., help="model folder (or packaged:<name>)"),
            layers: str = typer.Option(..., help="'0,2,4' or 'every:2'"),
            out: Path = typer.Option(..., "--out"), overwrite: bool = OverwriteOpt, verbose: bool = VerboseOpt):

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 FILTER_SCHEMA = RECORD_SCHEMA
 for _name, _type in [("verdict", pa.string()), ("pred", pa.string()), ("verify_reason", pa.string()),
-                     ("pass_rate", pa.float32()), ("reject_reason", pa.string())]:
+                     ("verify_detail", pa.string()), ("pass_rate", pa.float32()), ("reject_reason", pa.string())]:
     FILTER_SCHEMA = FILTER_SCHEMA.append(pa.field(_name, _type))
 
 _WORD = re.compile(r"\w+")
@@ -96,7 +96,8 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_grams: dict[str, set],
                           workers=f.num_workers, timeout=f.timeout_s, stats=verify_stats)
     by_prompt: dict[str, list[dict]] = defaultdict(list)
     for r, v in zip(records, verdicts):
-        r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason, reject_reason=None)
+        r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason, verify_detail=v.detail,
+                 reject_reason=None)
         by_prompt[r["prompt_id"]].append(r)
 
     contamination = Counter()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import re
 import signal
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from multiprocessing.connection import wait
 
-from .chat import split_reasoning
+from .answers import (MAX_ANSWER_CHARS, TASKS, Task, choice_letter, extract_answer, gold_answer, is_choice,
+                      light_normalize, numeric_form, parse_number)
 
 CORRECT, WRONG, UNVERIFIABLE = "correct", "wrong", "unverifiable"
 
@@ -26,25 +26,8 @@ class Verdict:
     status: str
     pred: str | None
     gold: str | None
-    reason: str  # "fast-path", "math-verify", "no answer", "timeout", ...
-
-
-# ------------------------------------------------------------------ task registry (shared by filter and eval)
-@dataclass(frozen=True)
-class Task:
-    gold_form: str  # "raw": the field is the answer; "gsm8k": text ending in '#### N'; "boxed": a solution
-    pred_forms: tuple[str, ...]  # tried in order on the answer part of the completion
-    compare: str  # "number" (exact rational), "integer" (AIME: 025 == 25), "math" (math-verify)
-    int_range: tuple[int, int] | None = None
-
-
-TASKS: dict[str, Task] = {
-    "gsm8k": Task("gsm8k", ("boxed", "hash", "answer_is"), "number"),
-    "math": Task("raw", ("boxed",), "math"),
-    "aime": Task("raw", ("boxed", "answer_is"), "integer", (0, 999)),
-    "amc": Task("raw", ("boxed", "answer_is"), "math"),
-    "arithmetic": Task("raw", ("boxed", "answer_is"), "number"),
-}
+    reason: str  # the path or why: "fast-path", "math-verify", "no answer", "timeout", "answer too long", ...
+    detail: str = ""  # what the decision compared, e.g. "number 18 == 18" (shown by `seqdistill check`)
 
 
 def get_task(name: str) -> Task:
@@ -55,102 +38,52 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-# ------------------------------------------------------------------ extraction
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} / \\fbox{...}, with nested braces balanced."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
+def as_number(ans: str, task: str | Task = "arithmetic") -> Fraction | None:
+    """The exact value of a plain-number answer under the task's conventions; None if not one."""
+    t = get_task(task) if isinstance(task, str) else task
+    if len(ans) > MAX_ANSWER_CHARS:
         return None
-    i = text.find("{", start)
-    if i < 0 or text[start:i].strip() not in ("\\boxed", "\\fbox"):
-        m = re.match(r"\\boxed ([^\s$]+)", text[start:])  # "\boxed 5"
-        return m.group(1) if m else None
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1:j].strip()
-    return None  # unbalanced: a truncated box is no answer
-
-
-_HASH = re.compile(r"####\s*([^\n]+)")
-_ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*\$?([^\n$]+?)\$?\s*(?:\.\s*)?$",
-                        re.IGNORECASE | re.MULTILINE)
-
-
-def extract_answer(text: str, task: str | Task) -> str | None:
-    """The final answer, taken only from the part after </think>; an unclosed <think> has none."""
-    t = TASKS[task] if isinstance(task, str) else task
-    _, answer_part, closed = split_reasoning(text)
-    if not closed or not answer_part:
-        return None
-    for form in t.pred_forms:
-        if form == "boxed":
-            got = last_boxed(answer_part)
-        elif form == "hash":
-            m = _HASH.findall(answer_part)
-            got = m[-1].strip() if m else None
-        else:
-            m = _ANSWER_IS.findall(answer_part)
-            got = m[-1].strip() if m else None
-        if got:
-            return got
-    return None
-
-
-def gold_answer(gold: str | None, task: Task) -> str | None:
-    if gold is None or str(gold).strip() == "":
-        return None
-    gold = str(gold)
-    if task.gold_form == "gsm8k":
-        m = _HASH.findall(gold)
-        return m[-1].strip() if m else gold.strip()
-    if task.gold_form == "boxed":
-        return last_boxed(gold)
-    return gold.strip()
-
-
-# ------------------------------------------------------------------ comparison
-_STRIP = re.compile(r"\\[,;!: ]|\\text\{\s*\}|\s+")
-_NUM = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$", re.IGNORECASE)
+    return parse_number(numeric_form(ans, t)[0], t.decimal_comma)
 
 
 def normalize(ans: str) -> str:
-    s = ans.strip().strip(".").replace("\\!", "").replace("\\$", "").replace("$", "")
-    s = re.sub(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}", r"\1", s)
-    s = re.sub(r"\\left|\\right", "", s)
-    s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("\\%", "").replace("%", "")
-    s = _STRIP.sub("", s)
-    return s
+    return light_normalize(ans)
 
 
-def as_number(ans: str) -> Fraction | None:
-    """Plain numbers only: '1,000', '$5', '12.0', '50%', '-3' -> exact Fraction; anything else None."""
-    s = normalize(ans).replace(",", "")
-    if not _NUM.match(s):
+def _clean(s: str | None, limit: int = 300) -> str | None:
+    """Printable and storable: lone surrogates replaced, very long text cut (the verdict says why)."""
+    if s is None:
         return None
-    try:
-        return Fraction(s)
-    except (ValueError, ZeroDivisionError):
-        return None
+    s = s if len(s) <= limit else s[:limit] + "..."
+    return s.encode("utf-8", "replace").decode("utf-8")
 
 
-def fast_check(pred: str, gold: str, task: Task) -> str | None:
-    """Decide without sympy when possible; None means 'ask math-verify'."""
-    if task.compare == "integer":
-        p, g = as_number(pred), as_number(gold)
-        if g is None or g.denominator != 1:
-            return None
+def _show(x: Fraction) -> str:
+    if x.denominator == 1:
+        return str(x.numerator) if abs(x.numerator) < 10 ** 30 else f"~{float(x):.6g}"
+    return f"{x.numerator}/{x.denominator}" if x.denominator < 10 ** 30 else f"~{float(x):.6g}"
+
+
+def fast_check(pred: str, gold: str, task: Task) -> tuple[str, str] | None:
+    """(status, detail) when the answer is certain by the conventions in answers.py; None: ask math-verify.
+    Sound by construction: 'correct' only on equal exact values (or identical text), 'wrong' only when
+    both sides are plain numbers that differ and no lossy step (percent) was involved."""
+    if task.compare == "math" and is_choice(gold):
+        g, p = choice_letter(gold), choice_letter(pred)
         if p is None:
-            return None if task.int_range is None else WRONG
-        return CORRECT if p == g else WRONG
-    p, g = as_number(pred), as_number(gold)
+            return None
+        return (CORRECT if p == g else WRONG), f"choice {p} vs {g}"
+    pn, p_pct = numeric_form(pred, task)
+    gn, g_pct = numeric_form(gold, task)
+    p, g = parse_number(pn, task.decimal_comma), parse_number(gn, task.decimal_comma)
     if p is not None and g is not None:
-        return CORRECT if p == g else WRONG
-    if normalize(pred) == normalize(gold):
-        return CORRECT
-    if task.compare == "number" and g is not None:
-        return WRONG  # a numeric task whose prediction is not a number
+        if p == g:
+            return CORRECT, f"number {_show(p)} == {_show(g)}"
+        if task.compare == "integer" or not (p_pct or g_pct):
+            return WRONG, f"number {_show(p)} != {_show(g)}"
+        return None
+    if light_normalize(pred) == light_normalize(gold):
+        return CORRECT, f"same text {light_normalize(gold)!r}"
     return None
 
 
@@ -173,29 +106,33 @@ def slow_check(pred: str, gold: str) -> tuple[str, str]:
     return (CORRECT if verify(g, p, timeout_seconds=None) else WRONG), "math-verify"
 
 
-def _prepare(pred_text: str, gold: str | None, task: str | Task):
+def _prepare(pred_text: str, gold: str | None, task: str | Task, lenient: bool = False):
+    """A finished Verdict, or (pred, gold) for math-verify. Nothing here is unbounded on any input."""
     t = get_task(task) if isinstance(task, str) else task
     g = gold_answer(gold, t)
     if g is None:
         return Verdict(UNVERIFIABLE, None, None, "no gold answer"), None
-    pred = extract_answer(pred_text, t)
+    pred = extract_answer(pred_text or "", t, lenient)
     if pred is None:
-        return Verdict(WRONG, None, g, "no answer"), None
-    if t.int_range and as_number(g) is not None and not (t.int_range[0] <= as_number(g) <= t.int_range[1]):
-        return Verdict(UNVERIFIABLE, pred, g, "gold out of range"), None
+        return Verdict(WRONG, None, _clean(g), "no answer"), None
+    if len(pred) > MAX_ANSWER_CHARS or len(g) > MAX_ANSWER_CHARS:
+        return Verdict(UNVERIFIABLE, _clean(pred), _clean(g), "answer too long",
+                       f"over {MAX_ANSWER_CHARS} characters"), None
+    if t.int_range:
+        gv = as_number(g, t)
+        if gv is None or gv.denominator != 1 or not t.int_range[0] <= gv <= t.int_range[1]:
+            return Verdict(UNVERIFIABLE, _clean(pred), _clean(g), "gold out of range",
+                           f"{t.compare} task expects an integer gold in {t.int_range}"), None
     fast = fast_check(pred, g, t)
     if fast is not None:
-        return Verdict(fast, pred, g, "fast-path"), None
+        return Verdict(fast[0], _clean(pred), _clean(g), "fast-path", fast[1]), None
     return None, (pred, g)
 
 
-def check(pred_text: str, gold: str | None, task: str | Task) -> Verdict:
-    """Check one completion in this process (no timeout: use check_many for untrusted text)."""
-    done, pending = _prepare(pred_text, gold, task)
-    if done:
-        return done
-    status, reason = slow_check(*pending)
-    return Verdict(status, pending[0], pending[1], reason)
+def check(pred_text: str, gold: str | None, task: str | Task, lenient: bool = False,
+          timeout: float = 5.0) -> Verdict:
+    """Check one completion; the math-verify part runs in a killable worker, bounded by `timeout`."""
+    return check_many([(pred_text, gold, task)], workers=1, timeout=timeout, lenient=lenient)[0]
 
 
 # ------------------------------------------------------------------ bounded-time pool
@@ -231,6 +168,8 @@ def _worker(conn, soft_timeout: float):
 
 class _Pool:
     def __init__(self, workers: int, timeout: float):
+        import math_verify  # noqa: F401  (imported once here, so forked workers start warm)
+
         self.ctx = mp.get_context("fork" if hasattr(signal, "SIGALRM") else "spawn")
         self.timeout = timeout
         self.procs = [self._start() for _ in range(workers)]
@@ -295,12 +234,12 @@ class _Pool:
 
 
 def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeout: float = 5.0,
-               stats: dict | None = None) -> list[Verdict]:
+               stats: dict | None = None, lenient: bool = False) -> list[Verdict]:
     """Check (pred_text, gold, task) triples. Fast path here, the rest in killable worker processes."""
     verdicts: list[Verdict | None] = [None] * len(items)
     slow: list[tuple[int, str, str]] = []
     for i, (text, gold, task) in enumerate(items):
-        done, pending = _prepare(text, gold, task)
+        done, pending = _prepare(text, gold, task, lenient)
         if done:
             verdicts[i] = done
         else:
@@ -313,8 +252,29 @@ def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeo
             pool.close()
         for i, pred, gold in slow:
             status, reason = out[i]
-            verdicts[i] = Verdict(status, pred, gold, reason)
+            verdicts[i] = Verdict(status, _clean(pred), _clean(gold), reason,
+                                  "math-verify (sympy) compared the two" if reason == "math-verify" else "")
     if stats is not None:
         stats["fast_path"] = stats.get("fast_path", 0) + len(items) - len(slow)
         stats["slow_path"] = stats.get("slow_path", 0) + len(slow)
     return verdicts  # type: ignore[return-value]
+
+
+def explain(pred_text: str, gold: str | None, task: str, timeout: float = 5.0) -> dict:
+    """Everything `seqdistill check` shows: extractions, normalised forms, path and verdict."""
+    t = get_task(task)
+    v = check(pred_text, gold, t, timeout=timeout)
+    lenient = check(pred_text, gold, t, lenient=True, timeout=timeout)
+    g = gold_answer(gold, t)
+
+    def forms(ans):
+        if ans is None or len(ans) > MAX_ANSWER_CHARS:
+            return None
+        num, pct = numeric_form(ans, t)
+        value = parse_number(num, t.decimal_comma)
+        return {"text": light_normalize(ans), "number": None if value is None else _show(value),
+                "percent": pct, "choice": choice_letter(ans) if is_choice(g or "") else None}
+
+    return {"task": task, "strict_answer": v.pred, "lenient_answer": lenient.pred, "gold": v.gold or _clean(g),
+            "pred_normalized": forms(extract_answer(pred_text, t)), "gold_normalized": forms(g),
+            "path": v.reason, "detail": v.detail, "verdict": v.status, "lenient_verdict": lenient.status}

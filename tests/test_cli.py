@@ -39,3 +39,18 @@ def test_shrink_bad_layers(tiny, tmp_path):
     res = runner.invoke(app, ["shrink", "--teacher", str(tiny["teacher"]), "--layers", "0,99",
                               "--out", str(tmp_path / "s")])
     assert res.exit_code == 2 and "out of range" in res.output and not (tmp_path / "s").exists()
+
+
+def test_check_explains_a_verdict(tmp_path):
+    res = runner.invoke(app, ["check", "<think>x</think> She pays \\boxed{18 \\text{ dollars}}.", "#### 18",
+                              "--task", "gsm8k"])
+    assert res.exit_code == 0
+    lines = dict(line.split(None, 1) for line in res.output.strip().splitlines())
+    assert lines["strict_answer"] == "18 \\text{ dollars}" and lines["gold"] == "18"
+    assert lines["path"] == "fast-path" and lines["verdict"] == "correct" and "18 == 18" in lines["detail"]
+    f = tmp_path / "out.txt"
+    f.write_text("The answer is \\boxed{357}")
+    res = runner.invoke(app, ["check", f"@{f}", "3, 5, 7"])
+    assert "verdict          wrong" in res.output and "math-verify" in res.output
+    res = runner.invoke(app, ["check", "x", "y", "--task", "nope"])
+    assert res.exit_code == 2 and "--task" in res.output

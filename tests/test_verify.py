@@ -100,3 +100,92 @@ def test_worker_that_ignores_the_timer_is_killed_and_replaced(monkeypatch):
     assert [(x.status, x.reason) for x in got] == [(UNVERIFIABLE, "timeout"), (CORRECT, "math-verify"),
                                                    (CORRECT, "math-verify")]
     assert time.monotonic() - t0 < 10
+
+
+# ------------------------------------------------------------------ issue 7: soundness and conventions
+FALSE_CORRECT_BEFORE = [  # each was "correct" on the old number fast path
+    ("357", "3, 5, 7", "math"), ("-21", "-2,1", "math"), ("12", "1,2", "math"), ("672", ".0000672", "math"),
+    ("4", ".4", "math"), ("5", ".5", "math"), ("12", "#### 1,2", "gsm8k"), ("4", "#### .4", "gsm8k"),
+    ("12", "1,2", "arithmetic"), ("5", ".5", "arithmetic"), ("35625", ".35625", "math"),
+]
+
+
+@pytest.mark.parametrize("pred,gold,task", FALSE_CORRECT_BEFORE)
+def test_fast_path_never_says_correct_by_accident(pred, gold, task):
+    assert check(boxed(pred), gold, task).status != CORRECT
+
+
+FALSE_WRONG_BEFORE = [  # each was "wrong" before; the field's checkers agree they are correct
+    (".4", "0.4", "math"), (".1", "0.1", "math"), ("18 \\text{ dollars}", "#### 18", "gsm8k"),
+    ("x = 18", "#### 18", "gsm8k"), ("31{,}800", "#### 31800", "gsm8k"),
+    ("1.24 \\times 10^{-8}", "1.24e-8", "math"), ("2,74 $", "#### 2.74", "gsm8k"),
+    ("\\text{(B)}", "(B)", "amc"), ("\\frac{36}{2}", "#### 18", "gsm8k"),
+]
+
+
+@pytest.mark.parametrize("pred,gold,task", FALSE_WRONG_BEFORE)
+def test_equivalent_forms_are_correct(pred, gold, task):
+    assert check(boxed(pred), gold, task).status == CORRECT
+
+
+def test_several_boxes_form_one_answer():
+    three = "<think>x</think> The roots are $\\boxed{1}$, $\\boxed{2}$, $\\boxed{3}$."
+    assert check(three, "\\{1,2,3\\}", "math").status == CORRECT
+    pairs = "<think>x</think> \\boxed{(2, 2)} and \\boxed{(6, 2)}"
+    assert check(pairs, "(2, 2), (6, 2)", "math").status == CORRECT
+    assert check(pairs, "(2, 2), (6, 3)", "math").status == WRONG
+    # boxes separated by other words are not one answer: the last one counts
+    assert check("\\boxed{41} was a guess, but really \\boxed{42}", "42", "arithmetic").status == CORRECT
+    assert extract_answer("\\boxed{5} so \\boxed{5}", "arithmetic") == "5"
+
+
+def test_verdict_explains_the_decision():
+    v = check(boxed("x = 18"), "#### 18", "gsm8k")
+    assert (v.reason, v.detail) == ("fast-path", "number 18 == 18")
+    assert check(boxed("\\sqrt{8}"), "2\\sqrt{2}", "math").reason == "math-verify"
+
+
+B = lambda a: "<think>x</think> \\boxed{" + a + "}"  # noqa: E731
+PATHOLOGICAL = {
+    "huge exponent": B("1e999999999"), "huge power": B("10^{10^{10^{10}}}"),
+    "tower": B("9^{9^{9^{9^{9^{9^{9}}}}}}"), "factorial": B("(10^{100})!"), "factorial2": B("100000000!"),
+    "sci huge": B("1 \\times 10^{99999999}"),
+    "deep braces": "<think>x</think> \\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}",
+    "deep frac": B("\\frac{" * 5000 + "1" + "}{2}" * 5000), "deep parens": B("(" * 5000 + "1" + ")" * 5000),
+    "megabyte box": B("1" * 1_000_000), "megabyte text": "the answer is " + "9" * 1_000_000,
+    "megabyte unclosed": "<think>" + "\\boxed{" * 200_000, "many boxes": "\\boxed{1}, " * 100_000,
+    "unbalanced": "<think>x</think> \\boxed{{{{1}", "unbalanced close": "<think>x</think> \\boxed{1}}}}}}",
+    "surrogates": B("\ud800\udfff\ud800"), "empty": "", "empty box": B(""), "long digits": B("1" * 5000),
+}
+
+
+@pytest.mark.parametrize("task", ["math", "gsm8k", "aime"])
+def test_pathological_inputs_return_within_the_timeout(task):
+    timeout = 1.0
+    t0 = time.monotonic()
+    got = check_many([(t, "3", task) for t in PATHOLOGICAL.values()], workers=2, timeout=timeout)
+    # every item at most the hard kill (2 * timeout + 1) on 2 workers, plus pool start-up
+    assert time.monotonic() - t0 < len(PATHOLOGICAL) * (2 * timeout + 1) / 2 + 5
+    for name, v in zip(PATHOLOGICAL, got):
+        assert v.status in (WRONG, UNVERIFIABLE), name
+        for s in (v.pred, v.gold):
+            assert s is None or (len(s) < 400 and s.encode("utf-8")), name  # storable in Parquet
+
+
+@pytest.mark.parametrize("name", ["huge exponent", "tower", "factorial2", "deep frac", "megabyte box",
+                                  "surrogates", "empty"])
+def test_pathological_through_check(name):
+    t0 = time.monotonic()
+    v = check(PATHOLOGICAL[name], "3", "math", timeout=1.0)
+    assert v.status in (WRONG, UNVERIFIABLE)
+    assert time.monotonic() - t0 < 2 * 1.0 + 3
+
+
+def test_parent_side_extraction_is_fast_on_huge_text():
+    from seqdistill.verify import _prepare
+
+    t0 = time.monotonic()
+    for text in PATHOLOGICAL.values():
+        _prepare(text, "3", "math")
+        _prepare(text, "3", "gsm8k", lenient=True)
+    assert time.monotonic() - t0 < 5  # no worker involved: must be linear-time
