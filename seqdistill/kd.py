@@ -46,13 +46,25 @@ def check_vocab(teacher_tok, student_tok) -> None:
 
 
 # ------------------------------------------------------------------ offline data
-def topk_dataset(records: list[dict], max_length: int, vocab: int):
-    """Rows of exact teacher tokens; `offset` says where the stored top-K rows (completion tokens) start."""
+def student_prompt_ids(record: dict, tok) -> list[int]:
+    """The prompt as the *student* will see it: its own chat template, plus the prefill the teacher was
+    given (the assistant text before the generated completion). The teacher's prompt_ids were rendered with
+    the teacher's template; training the student on those teaches it a prompt format it never meets."""
+    msgs = [m for m in record["messages"] if m["role"] != "assistant"]
+    full = record["messages"][-1]["content"]
+    prefill = full[:len(full) - len(record["completion"])] if full.endswith(record["completion"]) else ""
+    text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) + prefill
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def topk_dataset(records: list[dict], max_length: int, vocab: int, tok):
+    """Rows of the student-template prompt + the teacher's exact completion tokens; `offset` says where the
+    stored top-K rows (one per completion token) start."""
     import datasets
 
     rows = []
     for r in records:
-        p, c, k = r["prompt_ids"], r["completion_ids"], r["logprobs_k"]
+        p, c, k = student_prompt_ids(r, tok), r["completion_ids"], r["logprobs_k"]
         ids = np.frombuffer(r["teacher_topk_ids"], "<i4").reshape(-1, k)
         lps = np.frombuffer(r["teacher_topk_logprobs"], "<f2").reshape(-1, k)
         if len(ids) != len(c):
@@ -116,21 +128,38 @@ def _make_kd_trainer():
                 self.teacher = teacher.to(self.args.device).eval()
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """Token sums divided by the number of target tokens in the whole optimizer step.
+
+            The Trainer passes `num_items_in_batch` (target tokens over all accumulated micro-batches, and over
+            all processes when `average_tokens_across_devices`) and then does NOT divide by the accumulation
+            steps itself, because it expects a loss normalised by that count, as a model's own loss is. So:
+            sum / num_items_in_batch per micro-batch adds up to the token mean of the whole step, the same as
+            one big batch. Under DDP each process's gradient is averaged over the world size W, while its
+            sum was divided by the global count: multiply by W, as Trainer.compute_loss does for models.
+            Without `num_items_in_batch` the Trainer divides by the accumulation steps: return a token mean."""
             k = self.kd
             labels = inputs["labels"][:, 1:]
+            count = (labels != IGNORE_INDEX).sum()
             if "topk_ids" in inputs:
                 out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
                 logits = out.logits[:, :-1]
-                n = (labels != IGNORE_INDEX).sum().clamp(min=1)
-                ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX,
-                                     reduction="sum") / n
-                kd = kd_loss(logits, labels, topk_ids=inputs["topk_ids"][:, 1:],
-                             topk_logprobs=inputs["topk_logprobs"][:, 1:], temperature=k.temperature,
-                             kind=k.divergence, beta=k.jsd_beta, tail=k.tail)
+                ce_sum = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                         ignore_index=IGNORE_INDEX, reduction="sum")
+                kd_sum = kd_loss(logits, labels, topk_ids=inputs["topk_ids"][:, 1:],
+                                 topk_logprobs=inputs["topk_logprobs"][:, 1:], temperature=k.temperature,
+                                 kind=k.divergence, beta=k.jsd_beta, tail=k.tail, reduction="sum")
             else:
                 out = None
-                ce, kd = self._online(model, inputs, labels)
-            loss = (1 - k.alpha) * ce + k.alpha * k.temperature ** 2 * kd
+                ce_sum, kd_sum = self._online(model, inputs, labels)
+            total = (1 - k.alpha) * ce_sum + k.alpha * k.temperature ** 2 * kd_sum
+            if num_items_in_batch is not None:
+                loss = total / num_items_in_batch
+                if self.args.average_tokens_across_devices:
+                    loss = loss * self.accelerator.num_processes
+            else:
+                loss = total / count.clamp(min=1)
+            n = count.clamp(min=1)
+            ce, kd = ce_sum / n, kd_sum / n  # per-token values of this micro-batch, for the logs
             if not torch.isfinite(loss):  # stop instead of silently training a broken student
                 raise FloatingPointError(f"kd: loss is {loss.item()} at step {self.state.global_step} "
                                          f"(ce {ce.item()}, kd {kd.item()}); lower kd.learning_rate or check the data")
@@ -140,7 +169,7 @@ def _make_kd_trainer():
             return (loss, out) if return_outputs else loss
 
         def _online(self, model, inputs, labels):
-            """Chunked over positions; each chunk's logits are recomputed in backward, never all kept."""
+            """Token sums (ce, kd), chunked over positions; each chunk's logits are recomputed in backward."""
             k = self.kd
             fwd = {key: inputs[key] for key in ("input_ids", "attention_mask", "position_ids") if key in inputs}
             hs = model.get_decoder()(**fwd).last_hidden_state[:, :-1]
@@ -163,8 +192,7 @@ def _make_kd_trainer():
                 sl = slice(a, a + k.chunk_size)
                 ce_c, kd_c = checkpoint(chunk, hs[:, sl], ht[:, sl], labels[:, sl], use_reentrant=False)
                 ce_sum, kd_sum = ce_sum + ce_c, kd_sum + kd_c
-            n = (labels != IGNORE_INDEX).sum().clamp(min=1)
-            return ce_sum / n, kd_sum / n
+            return ce_sum, kd_sum
 
     return KDTrainer
 
@@ -179,6 +207,15 @@ def _load_teacher(cfg: RecipeConfig):
     for p in model.parameters():
         p.requires_grad_(False)
     return path, model
+
+
+def teacher_path(cfg: RecipeConfig, records: list[dict], mode: str) -> str:
+    if cfg.teacher is not None:
+        return resolve(cfg.teacher.path, cfg.teacher.gguf_file)
+    models = {r.get("model") for r in records}
+    if mode == "offline" and len(models) == 1 and None not in models:
+        return resolve(models.pop())  # the teacher that wrote the traces (generate records its path)
+    raise ConfigError(f"teacher: required for kd.mode {mode} (its tokenizer is checked against the student's)")
 
 
 def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> Path:
@@ -200,10 +237,14 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
         raise DataError(f"kd.mode offline: {source} has records without teacher logprobs; generate with "
                         "generate.logprobs: K, or use kd.mode: online")
     student_path = resolve(k.init_from or cfg.need("student").path)
-    student_tok = load_tokenizer(student_path)
-    if mode != "offline":
-        t_path = resolve(cfg.need("teacher").path, cfg.teacher.gguf_file)
-        check_vocab(load_tokenizer(t_path), student_tok)
+    student_tok = load_tokenizer(student_path, cfg.student.chat_template if cfg.student else None)
+    # every mode: the teacher's token ids must mean the same words to the student (offline included:
+    # its stored ids and top-K rows are teacher ids)
+    check_vocab(load_tokenizer(teacher_path(cfg, records, mode)), student_tok)
+    if mode == "offline" and k.tail == "bucket" and k.temperature != 1.0:
+        raise ConfigError(f"kd.tail: bucket with kd.temperature: {k.temperature} is refused: the teacher's tail "
+                          "mass cannot be tempered exactly from stored top-K logprobs; set kd.temperature: 1.0 "
+                          "or kd.tail: renorm")
     cfg.kd.mode = mode
     Trainer = _make_kd_trainer()
     extra = {"remove_unused_columns": False}
@@ -211,7 +252,7 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
         from transformers import AutoConfig
 
         vocab = AutoConfig.from_pretrained(student_path).vocab_size
-        ds = topk_dataset(records, k.max_length, vocab)
+        ds = topk_dataset(records, k.max_length, vocab, student_tok)
         trainer_cls = functools.partial(Trainer, kd=k, data_collator=functools.partial(
             collate_topk, pad_id=student_tok.pad_token_id))
         return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), trainer_cls=trainer_cls,

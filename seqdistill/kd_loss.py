@@ -8,7 +8,10 @@ Top-K teachers (offline KD) know only K probabilities per position. The missing 
 - tail="renorm": both renormalised over the top-K support alone (the common DistillKit-style choice);
   it ignores whatever the student puts outside the support.
 Temperature T softens both sides: the student as softmax(z/T); the teacher as p^(1/T) renormalised over its
-categories (exact for a full-vocabulary teacher)."""
+categories (exact for a full-vocabulary teacher). The tail bucket needs T = 1: tempering the teacher's tail
+needs how its mass is spread over the tokens we did not store, which we do not know (treating it as one token
+gave 0.31 nats/token with student == teacher at K=5, T=2), so bucket with T != 1 is refused; renorm is exact
+on the support at any T."""
 
 from __future__ import annotations
 
@@ -49,6 +52,9 @@ def _log1mexp(x: torch.Tensor) -> torch.Tensor:
 def topk_categories(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
                     temperature: float = 1.0, tail: str = "bucket") -> tuple[torch.Tensor, torch.Tensor]:
     """(teacher_lp, student_lp) over the teacher's top-K support (+ the tail bucket)."""
+    if tail == "bucket" and temperature != 1.0 and topk_ids.shape[-1] < student_logits.shape[-1]:
+        raise ValueError("tail='bucket' is exact only at temperature 1 (the teacher's tempered tail mass is "
+                         "unknown); use temperature 1 or tail='renorm'")
     z = student_logits.float() / temperature
     lse = torch.logsumexp(z, -1, keepdim=True)
     ids = topk_ids.long()

@@ -149,3 +149,101 @@ def test_shrink_copies_chosen_layers_exactly(tiny, tmp_path):
 
     with pytest.raises(SeqdistillError, match="refusing to overwrite"):
         shrink_model(str(tiny["teacher"]), "0", tmp_path / "small")
+
+
+# ------------------------------------------------------------------ issue 8: loss scale under accumulation
+def _first_step(cfg, out):
+    cfg.kd.output_dir = str(out)
+    final = run_kd(cfg)
+    log = json.loads((final.parent / "train_log.json").read_text())
+    return log[0]
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_batch4_equals_batch1_times_accum4(make_cfg, tiny, tmp_path, mode):
+    gen = {"logprobs": 8, "batch_size": 4, "sampling": {"n": 1, "max_tokens": 16, "temperature": 1.0}}
+    base = {**TRAIN, "mode": mode, "max_steps": 1, "learning_rate": 1e-6, "alpha": 0.5, "packing": False}
+    cfg = make_cfg(data={"synthetic": {"n": 4}, "task": "arithmetic"}, generate=gen, kd=base)
+    dataset = str(run_generate(cfg))  # exactly 4 rows: one optimizer step sees all of them either way
+    got = {}
+    for bs, ga in [(4, 1), (1, 4)]:
+        cfg = make_cfg(data={"synthetic": {"n": 4}, "task": "arithmetic"}, generate=gen,
+                       kd={**base, "dataset": dataset, "per_device_train_batch_size": bs,
+                           "gradient_accumulation_steps": ga})
+        got[(bs, ga)] = _first_step(cfg, tmp_path / f"kd{bs}x{ga}")
+    a, b = got[(4, 1)], got[(1, 4)]
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)  # was exactly 4x before the fix
+    assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
+
+
+def test_loss_scales_with_the_world_size_when_tokens_are_averaged_across_devices(make_cfg, tiny, tmp_path):
+    """DDP averages gradients over W processes while each process divided its token sum by the global
+    count: the loss must be multiplied by W (what Trainer.compute_loss does for a model's own loss)."""
+    import functools
+
+    from seqdistill.kd import _load_teacher, _make_kd_trainer
+
+    kept_dir(tmp_path / "run" / "filter")
+    cfg = make_cfg(kd={**TRAIN, "mode": "online"})
+    _, teacher = _load_teacher(cfg)
+    trainer, _, _ = build_trainer(cfg, cfg.kd, "kd", tmp_path / "o", cfg.stage_dir("filter") / "kept",
+                                  trainer_cls=functools.partial(_make_kd_trainer(), kd=cfg.kd, teacher=teacher))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    n = int((batch["labels"][:, 1:] != -100).sum())
+    mean = trainer.compute_loss(trainer.model, batch).item()
+    one = trainer.compute_loss(trainer.model, batch, num_items_in_batch=torch.tensor(4 * n)).item()
+    assert one == pytest.approx(mean / 4, rel=1e-5)
+    type(trainer.accelerator).num_processes = property(lambda self: 2)  # a faked world size of 2
+    try:
+        two = trainer.compute_loss(trainer.model, batch, num_items_in_batch=torch.tensor(4 * n)).item()
+        trainer.args.average_tokens_across_devices = False
+        off = trainer.compute_loss(trainer.model, batch, num_items_in_batch=torch.tensor(4 * n)).item()
+    finally:
+        del type(trainer.accelerator).num_processes
+    assert two == pytest.approx(2 * one, rel=1e-5)
+    assert off == pytest.approx(one, rel=1e-5)
+
+
+def test_offline_kd_refuses_a_teacher_with_another_tokenizer(make_cfg, tiny, tmp_path, monkeypatch):
+    gen = {"logprobs": 4, "batch_size": 4, "sampling": {"n": 1, "max_tokens": 8, "temperature": 1.0}}
+    cfg = make_cfg(data={"synthetic": {"n": 2}, "task": "arithmetic"}, generate=gen, kd={**TRAIN, "mode": "offline"})
+    dataset = str(run_generate(cfg))
+    import conftest
+
+    monkeypatch.setattr(conftest, "_corpus", lambda: ["completely different words here zebra yak"] * 50)
+    other = build_model(tmp_path / "other_teacher", build_tokenizer(tmp_path / "other"))
+    cfg = make_cfg(teacher={"path": str(other)}, kd={**TRAIN, "mode": "offline", "dataset": dataset})
+    with pytest.raises(ConfigError, match="first at id"):
+        run_kd(cfg)
+    assert not (tmp_path / "run" / "kd").exists()
+
+
+def test_offline_kd_renders_the_prompt_with_the_students_template(tiny, tmp_path):
+    import numpy as np
+
+    from seqdistill.kd import topk_dataset
+
+    teacher_tok = tiny["tok"]
+    student_tok = build_tokenizer(tmp_path / "stok")
+    student_tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}: {{ m['content'] }}<|im_end|>"
+                                 "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant: {% endif %}")
+    msgs = [{"role": "user", "content": "What is 2 + 3?"}]
+    prefill = "<think>\n"
+    t_prompt = teacher_tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) + prefill
+    completion = "2 + 3 = 5\n</think>\n\\boxed{5}"
+    c_ids = teacher_tok(completion, add_special_tokens=False)["input_ids"]
+    k = 3
+    topk = np.arange(len(c_ids) * k, dtype="<i4").reshape(-1, k) % 50
+    rec = {"prompt_id": "p", "sample_index": 0, "messages": msgs + [{"role": "assistant",
+                                                                      "content": prefill + completion}],
+           "completion": completion, "prompt_ids": teacher_tok(t_prompt, add_special_tokens=False)["input_ids"],
+           "completion_ids": c_ids, "logprobs_k": k, "teacher_topk_ids": topk.tobytes(),
+           "teacher_topk_logprobs": np.full(topk.shape, -1.0, "<f2").tobytes()}
+    row = topk_dataset([rec], 512, len(student_tok), student_tok)[0]
+    s_prompt = student_tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) + prefill
+    want = student_tok(s_prompt, add_special_tokens=False)["input_ids"]
+    assert want != rec["prompt_ids"]  # the two templates really differ
+    assert row["input_ids"][:row["offset"]] == want and row["offset"] == len(want)
+    assert row["input_ids"][row["offset"]:] == c_ids  # the teacher's exact completion tokens
+    assert row["labels"][:row["offset"]] == [-100] * len(want) and row["labels"][row["offset"]:] == c_ids
+    assert row["topk_ids"] == topk.tolist()  # one stored row per completion token, in order

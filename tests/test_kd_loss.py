@@ -97,3 +97,60 @@ def test_topk_bucket_gradient_is_finite_when_support_holds_all_mass():
         loss = kd_loss(s, labels, topk_ids=ids, topk_logprobs=lps, kind=kind)
         (g,) = torch.autograd.grad(loss, s)
         assert torch.isfinite(loss) and torch.isfinite(g).all(), kind
+
+
+# ------------------------------------------------------------------ issue 8: the tail bucket is exact or refused
+def _topk_from(logits, k, temperature=1.0):
+    lp = torch.log_softmax(logits.float(), -1)
+    vals, ids = lp.topk(k, -1)
+    return ids, vals
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bucket_is_zero_for_identical_models_and_below_full_kl(seed):
+    g = torch.Generator().manual_seed(seed)
+    v = 40
+    k = int(torch.randint(1, v - 1, (1,), generator=g))
+    scale = float(torch.rand((), generator=g) * 6 + 0.5)
+    student = torch.randn(2, 5, v, generator=g) * scale
+    teacher = torch.randn(2, 5, v, generator=g) * scale
+    labels = torch.zeros(2, 5, dtype=torch.long)
+    ids, vals = _topk_from(student, k)
+    same = kd_loss(student, labels, topk_ids=ids, topk_logprobs=vals, tail="bucket")
+    assert abs(same.item()) < 1e-5
+    ids, vals = _topk_from(teacher, k)
+    # data processing inequality on the coarse-graining. Reverse KL weighs the teacher's tail by log(1/tail):
+    # when that tail is below float32 resolution of 1 - sum(top-K) it cannot be recovered from stored
+    # top-K logprobs, so the reverse case is checked only where the tail is resolvable
+    tail = 1 - vals.exp().sum(-1)
+    kinds = ["forward"] + (["reverse"] if tail.min() > 1e-4 else [])
+    for kind in kinds:
+        bucket = kd_loss(student, labels, topk_ids=ids, topk_logprobs=vals, tail="bucket", kind=kind)
+        full = kd_loss(student, labels, teacher_logits=teacher, kind=kind)
+        assert bucket.item() <= full.item() + 1e-5
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0, 4.0])
+def test_bucket_with_temperature_is_refused_and_renorm_is_exact(temperature):
+    g = torch.Generator().manual_seed(1)
+    student = torch.randn(1, 4, 30, generator=g) * 3
+    labels = torch.zeros(1, 4, dtype=torch.long)
+    ids, vals = _topk_from(student, 5)
+    with pytest.raises(ValueError, match="temperature 1"):
+        kd_loss(student, labels, topk_ids=ids, topk_logprobs=vals, tail="bucket", temperature=temperature)
+    same = kd_loss(student, labels, topk_ids=ids, topk_logprobs=vals, tail="renorm", temperature=temperature)
+    assert abs(same.item()) < 1e-5
+
+
+def test_offline_kd_config_refuses_bucket_with_temperature(make_cfg, tiny, tmp_path):
+    from seqdistill.errors import ConfigError
+    from seqdistill.generate import run_generate
+    from seqdistill.kd import run_kd
+
+    gen = {"logprobs": 4, "batch_size": 4, "sampling": {"n": 1, "max_tokens": 8, "temperature": 1.0}}
+    cfg = make_cfg(data={"synthetic": {"n": 2}, "task": "arithmetic"}, generate=gen,
+                   kd={"mode": "offline", "temperature": 2.0, "tail": "bucket", "max_steps": 1})
+    cfg.kd.dataset = str(run_generate(cfg))
+    with pytest.raises(ConfigError, match="kd.tail: bucket with kd.temperature"):
+        run_kd(cfg)
+    assert not (tmp_path / "run" / "kd").exists()
