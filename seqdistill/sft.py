@@ -75,18 +75,25 @@ def load_messages(source: str, reasoning_format: str = "keep", key: str = "sft.d
 
 
 # ------------------------------------------------------------------ template checks
-def end_of_turn_token(tok) -> str | None:
-    """The token the template puts right after an assistant turn (<|im_end|>, <|eot_id|>, ...)."""
+def end_of_turn_token(tok) -> str:
+    """The token the chat template puts right after an assistant turn (<|im_end|>, <|eot_id|>, ...), read from
+    the template itself: render a turn, tokenize what follows its content, take the first control token.
+    A control token is any added/special token, named as such or not (a tokenizer may carry <|im_end|>
+    as an added token without listing it in its special tokens). Refuses when there is none: a student
+    trained without a learnable end of turn never stops."""
     marker = "XyZzY"
     text = tok.apply_chat_template([{"role": "user", "content": "a"}, {"role": "assistant", "content": marker}],
                                    tokenize=False)
-    after = text.split(marker, 1)[1]
-    ids = tok(after, add_special_tokens=False)["input_ids"]
-    special = set(tok.all_special_ids)
-    for i in ids:
-        if i in special:
+    after = text.split(marker, 1)[1] if marker in text else ""
+    control = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}) or {})
+    for i in tok(after, add_special_tokens=False)["input_ids"]:
+        if i in control:
             return tok.convert_ids_to_tokens(i)
-    return None
+        if tok.decode([i]).strip():
+            break  # plain text closes the turn: no control token to learn
+    raise ConfigError(f"the student's chat template closes an assistant turn with {after[:40]!r}, which holds no "
+                      "special token to use as end of turn (EOS); a student trained on it would never stop. "
+                      "Use a template whose assistant turn ends in a special token (student.chat_template)")
 
 
 def prepare_tokenizer(tok, section: TrainConfig, key: str):
@@ -112,7 +119,7 @@ def prepare_tokenizer(tok, section: TrainConfig, key: str):
         if patched:
             tok.chat_template = patched
     eot = end_of_turn_token(tok)
-    if eot and tok.eos_token != eot:
+    if tok.eos_token != eot:
         log.info("%s: EOS set to the end-of-turn token %s (was %s)", key, eot, tok.eos_token)
         tok.eos_token = eot
     return tok
@@ -224,18 +231,38 @@ def load_inputs(cfg: RecipeConfig, section: TrainConfig, key: str, dataset_defau
     path = resolve(student_src, cfg.student.gguf_file if cfg.student and not section.init_from else None)
     tok = load_tokenizer(path, cfg.student.chat_template if cfg.student else None)
     prepare_tokenizer(tok, section, key)
+    notes = {}
     if train_dataset is None:
         train_dataset = load_messages(section.dataset or str(dataset_default), section.reasoning_format,
                                       f"{key}.dataset")
         check_reasoning_kept(tok, train_dataset, key)
-    return path, tok, train_dataset
+        notes["prompt_only_rows"] = count_prompt_only(tok, train_dataset, section.max_length, key)
+    return path, tok, train_dataset, notes
+
+
+def count_prompt_only(tok, ds, max_length: int, key: str) -> int:
+    """Rows whose prompt alone fills max_length train on nothing (truncation cuts the whole answer)."""
+    n = 0
+    for ex in ds:
+        msgs = ex["messages"]
+        prompt = msgs[:-1] if msgs and msgs[-1]["role"] == "assistant" else msgs
+        ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        n += len(ids) >= max_length
+    if n and n == len(ds):
+        raise DataError(f"{key}.max_length: {max_length} tokens: every one of the {n} rows has a prompt at least "
+                        "that long, so no answer token would be trained; raise it")
+    if n:
+        log.warning("%s: %d of %d rows have a prompt of >= %d tokens (%s.max_length) and train on nothing",
+                    key, n, len(ds), max_length, key)
+    return n
 
 
 def build_trainer(cfg: RecipeConfig, section: TrainConfig, key: str, out: Path, dataset_default: Path,
                   trainer_cls=None, args_cls=None, model=None, train_dataset=None, inputs=None, **extra):
     from trl import SFTTrainer
 
-    path, tok, train_dataset = inputs or load_inputs(cfg, section, key, dataset_default, train_dataset)
+    path, tok, train_dataset, _ = inputs or load_inputs(cfg, section, key, dataset_default, train_dataset)
     model = model or load_student(path, section, key)
     args = trl_args(section, out, args_cls, **extra)
     trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_dataset,
@@ -315,13 +342,15 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainConfig, dataset_defau
     ckpt = last_checkpoint(out) if (resume or resumed) else None
     if ckpt:
         log.info("%s: resuming from %s", key, ckpt)
-    log.info("%s: training %s on %d examples -> %s", key, path, len(trainer.train_dataset), out)
+    log.info("%s: training %s on %d examples -> %s%s", key, path, len(trainer.train_dataset), out,
+             f" ({inputs[3]['prompt_only_rows']} rows train on nothing: prompt >= max_length)"
+             if inputs[3].get("prompt_only_rows") else "")
     trainer.train(resume_from_checkpoint=ckpt)
     final = save_final(trainer, tok, section, out)
     if trainer.accelerator.is_main_process:
         atomic_write_text(out / "train_log.json", json.dumps(trainer.state.log_history, indent=1))
         store.update_manifest(complete=True, model=str(final), base_model=path,
-                              global_step=trainer.state.global_step)
+                              global_step=trainer.state.global_step, **inputs[3])
     log.info("%s: saved %s", key, final)
     return final
 

@@ -181,3 +181,44 @@ def test_resume_skips_a_checkpoint_cut_off_while_saving(tmp_path):
             (d / "trainer_state.json").write_text("{}")
     assert last_checkpoint(tmp_path).endswith("checkpoint-10")
     assert last_checkpoint(tmp_path / "none") is None
+
+
+# ------------------------------------------------------------------ issue 8: end of turn, prompt-only rows
+def test_end_of_turn_found_from_the_template_even_when_not_a_named_special_token(tiny, tmp_path):
+    from transformers import AutoTokenizer
+
+    from seqdistill.config import SFTConfig
+    from seqdistill.errors import ConfigError
+    from seqdistill.sft import end_of_turn_token, prepare_tokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny["tokdir"])
+    tok.eos_token = "<|endoftext|>"  # <|im_end|> is now an added token that no special-token name lists
+    assert tok.convert_tokens_to_ids("<|im_end|>") not in tok.all_special_ids
+    assert end_of_turn_token(tok) == "<|im_end|>"
+    prepare_tokenizer(tok, SFTConfig(), "sft")
+    assert tok.eos_token == "<|im_end|>"  # the saved student will stop at the end of its turn
+    plain = AutoTokenizer.from_pretrained(tiny["tokdir"])
+    plain.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n\n{% endfor %}"
+    with pytest.raises(ConfigError, match="no special token"):
+        end_of_turn_token(plain)
+
+
+def test_rows_whose_prompt_fills_max_length_are_counted_and_all_such_is_refused(sft_cfg, tmp_path):
+    from seqdistill.errors import DataError
+    from seqdistill.sft import run_sft
+    from seqdistill.store import Store
+
+    with pytest.raises(DataError, match="sft.max_length: 100 tokens"):
+        run_sft(sft_cfg(max_length=100))  # every prompt is 106 tokens with the Qwen system prompt
+    recs = []
+    for i in range(6):
+        r = rec(f"q{i}", 0, f"<think>\nok\n</think>\nSo \\boxed{{{i}}}.",
+                question="Ava has apples. " * (40 if i < 2 else 1) + "How many?")
+        r.update(verdict="correct", pred=None, verify_reason="", pass_rate=1.0, reject_reason=None)
+        recs.append(r)
+    store = Store(tmp_path / "long", "kept")
+    store.prepare("filter", "h", {})
+    store.write_shard(recs, "part", FILTER_SCHEMA)
+    store.update_manifest(complete=True)
+    final = run_sft(sft_cfg(max_steps=2, max_length=200, dataset=str(tmp_path / "long")))
+    assert Store(final.parent).manifest()["prompt_only_rows"] == 2

@@ -154,3 +154,28 @@ def test_vllm_two_shard_processes(tmp_path, tiny, lane):
     out = tmp_path / "run" / "generate"
     recs = records(out)
     assert Store(out).is_complete() and len(recs) == 80 and len({r["prompt_id"] for r in recs}) == 40
+
+
+def test_vllm_captures_raw_logprobs_when_sampling_at_temperature(tmp_path, tiny, lane):
+    """At temperature 0.6 the captured top-K must still be the model's raw (temperature-1) logprobs:
+    compare each stored row with an hf forward pass over the same token ids."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from seqdistill.generate import run_generate
+
+    assert lane["backend"].raw_logprobs
+    k = 5
+    recs = records(run_generate(cfg_for(tmp_path, tiny, lane, logprobs=k,
+                                        sampling={"n": 1, "max_tokens": 12, "temperature": 0.6}),
+                                backend=lane["backend"]))
+    model = AutoModelForCausalLM.from_pretrained(lane["model"], dtype=torch.float32)
+    for r in recs[:3]:
+        ids = torch.tensor([list(r["prompt_ids"]) + list(r["completion_ids"])])
+        with torch.no_grad():
+            lp = torch.log_softmax(model(ids).logits[0].float(), -1)
+        rows = lp[len(r["prompt_ids"]) - 1:-1]  # the distribution each completion token was drawn from
+        top_ids = np.frombuffer(r["teacher_topk_ids"], "<i4").reshape(-1, k)
+        top_lp = np.frombuffer(r["teacher_topk_logprobs"], "<f2").reshape(-1, k).astype(float)
+        want = rows.gather(-1, torch.tensor(top_ids, dtype=torch.long)).numpy()
+        np.testing.assert_allclose(top_lp, want, atol=0.05)

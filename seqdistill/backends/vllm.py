@@ -44,6 +44,14 @@ def map_output(request_output, k: int | None) -> list[Completion]:
     return out
 
 
+def _knows_logprobs_mode() -> bool:
+    try:
+        from vllm.engine.arg_utils import EngineArgs
+    except ImportError:
+        return False
+    return "logprobs_mode" in getattr(EngineArgs, "__dataclass_fields__", {})
+
+
 class VLLMBackend:
     name = "vllm"
 
@@ -57,12 +65,25 @@ class VLLMBackend:
         kwargs = {"model": model_path, "seed": seed, **(vllm_kwargs or {})}
         if dtype != "auto":
             kwargs.setdefault("dtype", dtype)
+        # offline KD needs the teacher's raw (temperature-1) distribution. vLLM V1 returns raw logprobs by
+        # default but older engines returned them after temperature; ask for raw explicitly where the engine
+        # knows the setting, and refuse a version that cannot say which it returns.
+        if _knows_logprobs_mode():
+            if kwargs.get("logprobs_mode", "raw_logprobs") != "raw_logprobs":
+                raise ConfigError(f"generate.vllm.logprobs_mode: {kwargs['logprobs_mode']!r}; captured logprobs "
+                                  "must be raw_logprobs (the teacher's temperature-1 distribution)")
+            kwargs["logprobs_mode"] = "raw_logprobs"
+        self.raw_logprobs = _knows_logprobs_mode()
         self.tok = tokenizer
         self.llm = LLM(**kwargs)
 
     def generate(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
         from vllm import SamplingParams
 
+        if p.logprobs and not self.raw_logprobs and p.temperature not in (0.0, 1.0):
+            raise ConfigError("generate.logprobs: this vLLM version cannot return raw logprobs (no "
+                              "logprobs_mode); its logprobs at temperature != 1 are not the teacher's "
+                              "distribution. Upgrade vLLM (>= 0.10.2) or sample at temperature 1")
         # token ids, not text: the exact ids the hf backend would use, no second BOS from vLLM's tokenizer
         reqs = [{"prompt_token_ids": pr.token_ids or self.tok(pr.text, add_special_tokens=False)["input_ids"]}
                 for pr in prompts]
