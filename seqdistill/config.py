@@ -185,6 +185,7 @@ class SFTConfig(TrainConfig):
 
 class KDConfig(TrainConfig):
     mode: Literal["auto", "offline", "online", "on-policy"] = "auto"
+    packing: bool = Field(False, description="online mode only: pack rows (offline/on-policy refuse true)")
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     temperature: float = Field(1.0, gt=0.0)
     divergence: Literal["forward", "reverse", "jsd"] = "forward"
@@ -195,7 +196,11 @@ class KDConfig(TrainConfig):
 
 
 class EvalConfig(Section):
-    data: DataConfig | None = Field(None, description="benchmark prompts (default: the recipe's data)")
+    data: DataConfig | None = Field(None, description="benchmark prompts; required: the training prompts are "
+                                                      "not an eval set")
+    max_train_overlap: float = Field(0.01, ge=0.0, le=1.0, description=(
+        "refuse when more than this fraction of eval items overlaps the training prompts (1.0: intended)"))
+    overlap_ngram: int = Field(8, ge=1, description="word n-gram size for the train/eval overlap check")
     models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"])
     output_dir: str | None = None
     backend: Backend = "hf"

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from .config import RecipeConfig, stage_hash
 from .data import load_prompts
 from .errors import ConfigError, DataError
+from .overlap import OverlapIndex
 from .generate import build_prompts, generate_into, open_backend, to_params
 from .metrics import summarize_problems
 from .models import resolve, set_threads
@@ -78,18 +79,35 @@ def answer_key(pred: str | None) -> str | None:
 
 
 def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
+    """Two scorings of the same samples, as the field reports them:
+    accuracy (lenient: the answer the standard evaluators extract: boxed, else "the answer is", else the last
+    number for numeric tasks) and strict (only the answer in the form the prompt asked for); format is the
+    share of samples that answered in that form. Retention uses accuracy."""
     recs = list(store.records())
-    verdicts = check_many([(r["messages"][-1]["content"], r["gold"], r["task"]) for r in recs],
-                          workers=cfg.filter.num_workers, timeout=cfg.filter.timeout_s)
-    groups = defaultdict(list)
-    for r, v in zip(recs, verdicts):
-        r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason)
+    items = [(r["messages"][-1]["content"], r["gold"], r["task"]) for r in recs]
+    kw = {"workers": cfg.filter.num_workers, "timeout": cfg.filter.timeout_s}
+    strict = check_many(items, **kw)
+    lenient = check_many(items, lenient=True, **kw)
+    groups, strict_groups = defaultdict(list), defaultdict(list)
+    for r, v, s in zip(recs, lenient, strict):
+        r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason, strict_verdict=s.status,
+                 answered_in_format=s.reason != "no answer")
         groups[r["prompt_id"]].append({"correct": v.status == CORRECT, "pred": answer_key(v.pred),
                                        "index": r["sample_index"]})
-    for g in groups.values():
+        strict_groups[r["prompt_id"]].append({"correct": s.status == CORRECT, "pred": answer_key(s.pred),
+                                              "index": r["sample_index"], "format": r["answered_in_format"]})
+    for g in list(groups.values()) + list(strict_groups.values()):
         g.sort(key=lambda s: s["index"])
     k = cfg.eval.sampling.n
-    metrics = summarize_problems(groups, sorted({1, k}))
+    try:
+        metrics = summarize_problems(groups, sorted({1, k}))
+        metrics["strict"] = summarize_problems(strict_groups, sorted({1, k}))
+    except ValueError as exc:
+        raise DataError(f"eval.sampling.n: {exc} (an interrupted or mixed eval store?)") from None
+    fmt = {pid: [{"correct": s["format"], "pred": None, "index": s["index"]} for s in g]
+           for pid, g in strict_groups.items()}
+    metrics["format"] = summarize_problems(fmt, [1])["pass@1"]
+    metrics["accuracy"] = metrics["pass@1"]
     n = len(recs) or 1
     metrics.update(
         problems=len(groups), samples=len(recs),
@@ -101,14 +119,43 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     return metrics, recs
 
 
+def train_questions(cfg: RecipeConfig) -> list[str]:
+    """The prompts the student was trained on: the generate stage's records, else the recipe's data."""
+    gen = cfg.stage_dir("generate")
+    if (gen / "manifest.json").is_file():
+        return Store(gen).column("question")
+    try:
+        return [it["question"] for it in load_prompts(cfg.data, where="data")]
+    except DataError as exc:
+        raise DataError(f"eval: cannot read the training prompts to check train/eval overlap: {exc}") from None
+
+
+def overlap_report(cfg: RecipeConfig, items: list[dict]) -> dict:
+    e = cfg.eval
+    index = OverlapIndex(train_questions(cfg), e.overlap_ngram)
+    hits = [it["id"] for it in items if index.hits(it["question"])]
+    rep = {"items": len(items), "overlapping": len(hits), "fraction": len(hits) / len(items) if items else 0.0,
+           "ngram": e.overlap_ngram, "examples": hits[:10]}
+    if rep["fraction"] > e.max_train_overlap:
+        raise DataError(f"eval.data: {len(hits)} of {len(items)} eval items ({rep['fraction']:.0%}) overlap the "
+                        f"training prompts ({e.overlap_ngram}-gram or containment), above eval.max_train_overlap "
+                        f"{e.max_train_overlap}; use a held-out set, or set eval.max_train_overlap: 1.0 if "
+                        "scoring the training prompts is intended")
+    return rep
+
+
 def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     e = cfg.eval
     set_threads(cfg.num_threads)
-    bench = e.data or cfg.data
+    if e.data is None:
+        raise ConfigError("eval.data: required: without it eval would score the training prompts; set a held-out "
+                          "benchmark (a disjoint split, e.g. synthetic split: test, or a test file)")
+    bench = e.data
     get_task(bench.task)
-    items = load_prompts(bench, where="eval.data" if e.data else "data")
+    items = load_prompts(bench, where="eval.data")
     if any(it["answer"] is None for it in items):
         raise DataError(f"eval: benchmark {bench.label()} has problems without a gold answer")
+    overlap = overlap_report(cfg, items)
     out = cfg.stage_dir("eval")
     refs = model_refs(cfg)
     base_hash = stage_hash(cfg, "prompt", drop=())
@@ -141,9 +188,10 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         _write_samples(out / label / "samples.parquet", recs)
         results[label] = metrics
         lengths[label] = [r["completion_tokens"] for r in recs]
-        log.info("eval %s: pass@1 %.3f", label, metrics["pass@1"]["mean"])
+        log.info("eval %s: accuracy %.3f, strict %.3f, format %.3f", label, metrics["accuracy"]["mean"],
+                 metrics["strict"]["pass@1"]["mean"], metrics["format"]["mean"])
     summary = distillation_summary(results)
-    report = {"benchmark": bench.label(), "task": bench.task, "k": e.sampling.n,
+    report = {"benchmark": bench.label(), "task": bench.task, "k": e.sampling.n, "train_overlap": overlap,
               "sampling": e.sampling.model_dump(), "backend": e.backend, "models": results, "summary": summary,
               "created": time.time()}
     atomic_write_text(out / "eval.json", json.dumps(report, indent=2))
@@ -159,7 +207,7 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
 
 def _write_samples(path: Path, recs: list[dict]) -> None:
     keep = ["prompt_id", "sample_index", "question", "gold", "completion", "finish_reason", "completion_tokens",
-            "verdict", "pred", "verify_reason"]
+            "verdict", "pred", "verify_reason", "strict_verdict", "answered_in_format"]
     table = pa.Table.from_pylist([{k: r.get(k) for k in keep} for r in recs])
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp)
@@ -175,9 +223,9 @@ def distillation_summary(results: dict) -> dict:
     for label, r in results.items():
         if label == "teacher":
             continue
-        acc_t = t["pass@1"]["mean"]
+        acc_t = t["accuracy"]["mean"]
         out[label] = {
-            "retention": r["pass@1"]["mean"] / acc_t if acc_t else None,
+            "retention": r["accuracy"]["mean"] / acc_t if acc_t else None,  # lenient accuracy, as the field
             "size_ratio": r["params"] / t["params"] if t["params"] else None,
             "speedup": (r["tokens_per_s"] / t["tokens_per_s"]) if r["tokens_per_s"] and t["tokens_per_s"] else None,
             "latency_ratio": (r["latency_per_problem_s"] / t["latency_per_problem_s"]
@@ -194,15 +242,15 @@ def _fmt(x, pct=False, digits=2):
 
 def markdown_table(report: dict) -> str:
     k = report["k"]
-    head = ["model", "params", "pass@1 [95% CI]"] + ([f"pass@{k}", f"maj@{k}"] if k > 1 else []) + [
-        "no answer", "trunc", "mean tok", "tok/s", "s/problem", "retention", "size", "speed-up"]
+    head = ["model", "params", "accuracy [95% CI]", "strict [95% CI]", "format [95% CI]"] + (
+        [f"pass@{k}", f"maj@{k}"] if k > 1 else []) + ["no answer", "trunc", "mean tok", "tok/s", "s/problem", "retention", "size", "speed-up"]
     lines = [f"### {report['benchmark']} ({report['task']}), k={k}, backend {report['backend']}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r in report["models"].items():
-        p1 = r["pass@1"]
         s = report["summary"].get(label, {})
-        row = [label, f"{r['params'] / 1e6:.0f}M",
-               f"{_fmt(p1['mean'], True)} [{_fmt(p1['ci95'][0], True)}, {_fmt(p1['ci95'][1], True)}]"]
+        row = [label, f"{r['params'] / 1e6:.0f}M"] + [
+            f"{_fmt(m['mean'], True)} [{_fmt(m['ci95'][0], True)}, {_fmt(m['ci95'][1], True)}]"
+            for m in (r["accuracy"], r["strict"]["pass@1"], r["format"])]
         if k > 1:
             row += [_fmt(r.get(f"pass@{k}", {}).get("mean"), True), _fmt(r.get(f"maj@{k}", {}).get("mean"), True)]
         row += [_fmt(r["no_answer_rate"], True), _fmt(r["truncation_rate"], True), f"{r['mean_output_tokens']:.0f}", _fmt(r["tokens_per_s"], digits=1),
@@ -224,9 +272,9 @@ def _plot(report: dict, lengths: dict, path: Path) -> Path | None:
     models = report["models"]
     labels = list(models)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    means = [models[m]["pass@1"]["mean"] * 100 for m in labels]
-    lo = [means[i] - models[m]["pass@1"]["ci95"][0] * 100 for i, m in enumerate(labels)]
-    hi = [models[m]["pass@1"]["ci95"][1] * 100 - means[i] for i, m in enumerate(labels)]
+    means = [models[m]["accuracy"]["mean"] * 100 for m in labels]
+    lo = [means[i] - models[m]["accuracy"]["ci95"][0] * 100 for i, m in enumerate(labels)]
+    hi = [models[m]["accuracy"]["ci95"][1] * 100 - means[i] for i, m in enumerate(labels)]
     bars = ax1.bar(labels, means, yerr=[lo, hi], capsize=6, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][
         :len(labels)] + ["#8172b3"] * max(0, len(labels) - 4))
     for b, m in zip(bars, labels):
@@ -234,7 +282,7 @@ def _plot(report: dict, lengths: dict, path: Path) -> Path | None:
         if ret is not None:
             ax1.annotate(f"{ret:.0%} of teacher", (b.get_x() + b.get_width() / 2, b.get_height()),
                          ha="center", va="bottom", fontsize=8, xytext=(0, 12), textcoords="offset points")
-    ax1.set_ylabel("pass@1 (%) with 95% CI")
+    ax1.set_ylabel("accuracy, pass@1 (%) with 95% CI")
     ax1.set_title(f"{report['benchmark']}: accuracy")
     ax1.set_ylim(0, 110)
     for m in labels:

@@ -17,7 +17,8 @@ import pyarrow as pa
 from .chat import load_template, split_reasoning
 from .config import RecipeConfig, stage_hash
 from .data import load_prompts
-from .errors import DataError
+from .overlap import OverlapIndex, jaccard, ngrams
+from .errors import ConfigError, DataError
 from .generate import RECORD_SCHEMA
 from .store import Store, atomic_write_text, require_stage_output
 from .verify import CORRECT, UNVERIFIABLE, check_many, get_task
@@ -28,20 +29,6 @@ FILTER_SCHEMA = RECORD_SCHEMA
 for _name, _type in [("verdict", pa.string()), ("pred", pa.string()), ("verify_reason", pa.string()),
                      ("verify_detail", pa.string()), ("pass_rate", pa.float32()), ("reject_reason", pa.string())]:
     FILTER_SCHEMA = FILTER_SCHEMA.append(pa.field(_name, _type))
-
-_WORD = re.compile(r"\w+")
-
-
-def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = _WORD.findall(text.lower())
-    if len(words) < n:
-        return {tuple(words)} if words else set()
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
-def jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
 
 def looks_like_garbage(text: str) -> bool:
     """Deliberately simple: mojibake, control characters, or one line looping."""
@@ -54,15 +41,11 @@ def looks_like_garbage(text: str) -> bool:
     return len(lines) >= 10 and Counter(lines).most_common(1)[0][1] / len(lines) > 0.5
 
 
-def contamination_index(cfg: RecipeConfig) -> dict[str, set]:
+def contamination_index(cfg: RecipeConfig) -> dict[str, OverlapIndex]:
     f = cfg.filter
-    index = {}
-    for i, bench in enumerate(f.decontaminate):
-        grams = set()
-        for item in load_prompts(bench, where=f"filter.decontaminate[{i}]"):
-            grams |= ngrams(item["question"], f.decontam_ngram)
-        index[bench.label()] = grams
-    return index
+    return {bench.label(): OverlapIndex([it["question"] for it in
+                                         load_prompts(bench, where=f"filter.decontaminate[{i}]")], f.decontam_ngram)
+            for i, bench in enumerate(f.decontaminate)}
 
 
 def format_reason(rec: dict, cfg: RecipeConfig, need_box: bool) -> str | None:
@@ -87,7 +70,7 @@ def format_reason(rec: dict, cfg: RecipeConfig, need_box: bool) -> str | None:
     return None
 
 
-def decide(records: list[dict], cfg: RecipeConfig, bench_grams: dict[str, set],
+def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, OverlapIndex],
            verify_stats: dict) -> tuple[list[dict], list[dict], dict]:
     """Annotate every record with its verdict and either keep it or give a reject_reason."""
     f = cfg.filter
@@ -104,8 +87,7 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_grams: dict[str, set],
     for pid, group in by_prompt.items():
         group.sort(key=lambda r: r["sample_index"])
         rate = sum(r["verdict"] == CORRECT for r in group) / len(group)
-        grams = ngrams(group[0]["question"], f.decontam_ngram) if bench_grams else set()
-        hits = [name for name, bg in bench_grams.items() if grams & bg]
+        hits = [name for name, index in bench_index.items() if index.hits(group[0]["question"])]
         for name in hits:
             contamination[name] += 1
         seen_text, shingles = set(), []
@@ -198,6 +180,16 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     if all(g is None or g == "" for g in golds):
         raise DataError(f"{src}: no record has a gold answer, nothing can be verified; "
                         "set data.fields.answer when generating")
+    f = cfg.filter
+    if f.pass_rate_min > f.pass_rate_max:
+        raise ConfigError(f"filter.pass_rate_min {f.pass_rate_min} > filter.pass_rate_max {f.pass_rate_max}")
+    if f.pass_rate_min > 0 or f.pass_rate_max < 1:
+        per_prompt = Counter(source.column("prompt_id"))
+        if per_prompt and max(per_prompt.values()) == 1:
+            raise ConfigError(
+                f"filter.pass_rate_min/pass_rate_max: a band [{f.pass_rate_min}, {f.pass_rate_max}] needs several "
+                "samples per prompt, but every prompt in the input has one (generate.sampling.n: 1): its pass "
+                "rate is 0 or 1, so the band would keep all or nothing. Generate with n >= 2 or drop the band")
     out = cfg.stage_dir("filter")
     store = Store(out, "kept")
     chash = stage_hash(cfg, "filter", "prompt", drop=("filter.output_dir", "filter.num_workers",

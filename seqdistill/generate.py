@@ -16,7 +16,7 @@ from .backends import Completion, Params, PromptIn, make_backend
 from .chat import build_messages, load_template, render, split_reasoning
 from .config import RecipeConfig, SamplingConfig, stage_hash
 from .data import load_prompts, parse_shard, select_shard
-from .models import load_tokenizer, resolve, set_threads
+from .models import load_options, load_tokenizer, resolve, set_threads
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,10 @@ def open_backend(kind: str, model_cfg, cfg: RecipeConfig, vllm_kwargs: dict, see
             tok = load_tokenizer(str(p), model_cfg.chat_template)
         return make_backend("openai", model_path=model_cfg.path, openai=cfg.generate.openai), tok, model_cfg.path
     path = resolve(model_cfg.path, model_cfg.gguf_file)
-    tok = load_tokenizer(path, model_cfg.chat_template, model_cfg.revision)
+    opts = load_options(model_cfg)
+    tok = load_tokenizer(path, model_cfg.chat_template, **opts)
     backend = make_backend(kind, model_path=path, tokenizer=tok, dtype=model_cfg.dtype,
-                           vllm_kwargs=vllm_kwargs, seed=seed)
+                           vllm_kwargs=vllm_kwargs, seed=seed, load_options=opts)
     return backend, tok, path
 
 

@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from .config import RecipeConfig
 from .errors import ConfigError, DataError
 from .kd_loss import IGNORE_INDEX, kd_loss
-from .models import load_tokenizer, resolve
+from .models import load_options, load_tokenizer, resolve
 from .sft import dataset_files, train_stage
 
 log = logging.getLogger(__name__)
@@ -202,8 +202,9 @@ def _load_teacher(cfg: RecipeConfig):
 
     teacher = cfg.need("teacher")
     path = resolve(teacher.path, teacher.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if not torch.cuda.is_available()
-                                                 else torch.bfloat16)
+    dtype = (getattr(torch, teacher.dtype) if teacher.dtype != "auto"
+             else torch.float32 if not torch.cuda.is_available() else torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load_options(teacher))
     for p in model.parameters():
         p.requires_grad_(False)
     return path, model
@@ -240,7 +241,10 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
     student_tok = load_tokenizer(student_path, cfg.student.chat_template if cfg.student else None)
     # every mode: the teacher's token ids must mean the same words to the student (offline included:
     # its stored ids and top-K rows are teacher ids)
-    check_vocab(load_tokenizer(teacher_path(cfg, records, mode)), student_tok)
+    check_vocab(load_tokenizer(teacher_path(cfg, records, mode), **load_options(cfg.teacher)), student_tok)
+    if k.packing and mode != "online":
+        raise ConfigError(f"kd.packing: true is not supported in kd.mode {mode} (offline rows carry per-token "
+                          "teacher distributions; on-policy rows are generated); set kd.packing: false")
     if mode == "offline" and k.tail == "bucket" and k.temperature != 1.0:
         raise ConfigError(f"kd.tail: bucket with kd.temperature: {k.temperature} is refused: the teacher's tail "
                           "mass cannot be tempered exactly from stored top-K logprobs; set kd.temperature: 1.0 "

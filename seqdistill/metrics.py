@@ -50,8 +50,8 @@ def summarize_problems(groups: dict[str, list[dict]], ks: list[int]) -> dict:
         n, c = len(samples), sum(s["correct"] for s in samples)
         per_problem["pass@1"].append(c / n)
         for k in ks:
-            if k > n:
-                continue
+            if k > n:  # dropping the problem would bias pass@k upward: refuse instead
+                raise ValueError(f"pass@{k} needs {k} samples per problem, but a problem has {n}")
             per_problem[f"pass@{k}"].append(pass_at_k(n, c, k))
             first = samples[:k]
             per_problem[f"maj@{k}"].append(majority_score([s["pred"] for s in first], [s["correct"] for s in first]))

@@ -137,10 +137,19 @@ def resolve(path: str, gguf_file: str | None = None) -> str:
     return path  # a hub id; transformers reports if it cannot be fetched
 
 
-def load_tokenizer(path: str, chat_template: str | None = None, revision: str | None = None):
+def load_options(mcfg) -> dict:
+    """What every from_pretrained of this model gets (tokenizer, hf model, vLLM, trainers): one place, so a
+    recipe's `revision` / `trust_remote_code` reach all of them."""
+    if mcfg is None:
+        return {}
+    return {"revision": mcfg.revision, "trust_remote_code": mcfg.trust_remote_code}
+
+
+def load_tokenizer(path: str, chat_template: str | None = None, revision: str | None = None,
+                   trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, revision=revision)
+    tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     if chat_template:
         t = Path(chat_template)
         if not t.is_file():

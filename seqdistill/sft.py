@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import RecipeConfig, TrainConfig, stage_hash
 from .errors import ConfigError, DataError
-from .models import load_tokenizer, resolve, set_threads
+from .models import load_options, load_tokenizer, resolve, set_threads
 from .store import Store, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -180,11 +180,15 @@ def peft_config(section: TrainConfig):
                       task_type="CAUSAL_LM")
 
 
-def load_student(path: str, section: TrainConfig, key: str):
+def load_student(path: str, section: TrainConfig, key: str, mcfg=None):
+    """`mcfg`: the student's ModelConfig when training starts from it (its revision, trust_remote_code and an
+    explicit dtype apply); None when starting from a trained folder (init_from)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": torch.bfloat16 if _bf16(section) else torch.float32}
+    kwargs = {"dtype": torch.bfloat16 if _bf16(section) else torch.float32, **load_options(mcfg)}
+    if mcfg is not None and mcfg.dtype != "auto":
+        kwargs["dtype"] = getattr(torch, mcfg.dtype)
     if section.lora is not None and section.lora.load_in_4bit:
         if not torch.cuda.is_available():
             raise ConfigError(f"{key}.lora.load_in_4bit: QLoRA needs a CUDA GPU (bitsandbytes)")
@@ -229,7 +233,8 @@ def load_inputs(cfg: RecipeConfig, section: TrainConfig, key: str, dataset_defau
     set_threads(cfg.num_threads)
     student_src = section.init_from or cfg.need("student").path
     path = resolve(student_src, cfg.student.gguf_file if cfg.student and not section.init_from else None)
-    tok = load_tokenizer(path, cfg.student.chat_template if cfg.student else None)
+    opts = load_options(cfg.student if not section.init_from else None)
+    tok = load_tokenizer(path, cfg.student.chat_template if cfg.student else None, **opts)
     prepare_tokenizer(tok, section, key)
     notes = {}
     if train_dataset is None:
@@ -263,7 +268,7 @@ def build_trainer(cfg: RecipeConfig, section: TrainConfig, key: str, out: Path, 
     from trl import SFTTrainer
 
     path, tok, train_dataset, _ = inputs or load_inputs(cfg, section, key, dataset_default, train_dataset)
-    model = model or load_student(path, section, key)
+    model = model or load_student(path, section, key, cfg.student if not section.init_from else None)
     args = trl_args(section, out, args_cls, **extra)
     trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_dataset,
                                           processing_class=tok, peft_config=peft_config(section),

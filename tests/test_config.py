@@ -64,3 +64,56 @@ def test_stage_dirs_and_hash():
     c = stage_hash(validate({"generate": {"sampling": {"n": 3}}}), "data", "generate",
                    drop=("generate.batch_size",))
     assert a == b != c
+
+
+# ------------------------------------------------------------------ issue 8: every schema key acts
+def _fields(model, prefix=""):
+    from pydantic import BaseModel
+
+    for name, f in model.model_fields.items():
+        yield f"{prefix}{name}", name
+        for t in getattr(f.annotation, "__args__", ()) + (f.annotation,):
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                yield from _fields(t, f"{prefix}{name}.")
+
+
+def test_every_schema_key_is_read_by_some_code():
+    import re
+    from pathlib import Path
+
+    from seqdistill.config import RecipeConfig
+
+    pkg = Path(__file__).resolve().parent.parent / "seqdistill"
+    src = "\n".join(p.read_text() for p in pkg.rglob("*.py") if p.name != "config.py")
+    unread = sorted({path for path, name in _fields(RecipeConfig)
+                     if not re.search(rf"\.{name}\b|[\"']{name}[\"']", src)})
+    assert unread == [], f"schema keys no code reads: {unread}"
+
+
+def test_revision_trust_remote_code_and_dtype_reach_every_load(make_cfg, tiny, monkeypatch):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seqdistill.backends.hf import HFBackend
+    from seqdistill.models import load_options
+    from seqdistill.sft import load_inputs, load_student
+
+    seen = []
+    real_tok, real_model = AutoTokenizer.from_pretrained, AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained",
+                        lambda *a, **k: seen.append(("tok", k)) or real_tok(*a, **k))
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: seen.append(("model", k)) or real_model(*a, **k))
+    student = {"path": str(tiny["student"]), "revision": "main", "trust_remote_code": True, "dtype": "bfloat16"}
+    cfg = make_cfg(student=student)
+    from test_sft import kept_dir
+
+    kept_dir(__import__("pathlib").Path(cfg.run_dir) / "filter")
+    path, tok, _, _ = load_inputs(cfg, cfg.sft, "sft", cfg.stage_dir("filter") / "kept")
+    model = load_student(path, cfg.sft, "sft", cfg.student)
+    assert model.dtype == torch.bfloat16
+    HFBackend(path, tok, load_options=load_options(cfg.student))
+    kinds = [k for k, _ in seen]
+    assert "tok" in kinds and kinds.count("model") == 2
+    for _, kw in seen:
+        assert kw.get("revision") == "main" and kw.get("trust_remote_code") is True

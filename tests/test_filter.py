@@ -106,3 +106,33 @@ def test_bad_input_errors(tmp_path):
     write_generate_output(tmp_path / "run" / "generate", [rec("p", 0, ok(), gold=None)])
     with pytest.raises(DataError, match="no record has a gold answer"):
         run_filter(cfg)
+
+
+def test_pass_rate_band_with_one_sample_per_prompt_is_refused(tmp_path):
+    from seqdistill.errors import ConfigError
+
+    write_generate_output(tmp_path / "run" / "generate", [rec("a", 0, ok()), rec("b", 0, ok(ans="1"))])
+    cfg = validate({"run_dir": str(tmp_path / "run"), "filter": {"pass_rate_min": 0.2, "pass_rate_max": 0.8}})
+    with pytest.raises(ConfigError, match="generate.sampling.n: 1"):
+        run_filter(cfg)
+    assert not (tmp_path / "run" / "filter").exists()
+    cfg = validate({"run_dir": str(tmp_path / "run"), "filter": {"pass_rate_min": 0.9, "pass_rate_max": 0.1}})
+    with pytest.raises(ConfigError, match="pass_rate_min 0.9 > filter.pass_rate_max"):
+        run_filter(cfg)
+
+
+def test_short_benchmark_items_are_caught_by_containment(tmp_path):
+    from seqdistill.overlap import OverlapIndex
+
+    index = OverlapIndex(["What is 7 times 8?", "Ava has twelve red apples and gives three of them away today."], 8)
+    assert index.hits("Quick one. What is 7 times 8? Answer in a box.")  # 5 words < 8: containment
+    assert not index.hits("What is 7 times 9?")
+    assert index.hits("Ava has twelve red apples and gives three of them away now")  # shared 8-gram
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"question": "What is 7 times 8?", "answer": "56"}) + "\n")
+    q = "Warm-up: what is 7 times 8? Put the result in a box."
+    write_generate_output(tmp_path / "run" / "generate", [rec("a", 0, ok(), question=q), rec("b", 0, ok())])
+    cfg = validate({"run_dir": str(tmp_path / "run"), "filter": {
+        "num_workers": 1, "decontaminate": [{"path": str(bench), "name": "short"}]}})
+    stats = json.loads((run_filter(cfg) / "stats.json").read_text())
+    assert stats["contamination_hits"] == {"short": 1}

@@ -37,9 +37,11 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny, capsys):
     assert t["problems"] == 4 and t["samples"] == 8
     for m in (t, s):
         assert 0 <= m["pass@1"]["ci95"][0] <= m["pass@1"]["mean"] <= m["pass@1"]["ci95"][1] <= 1
+        assert m["accuracy"] == m["pass@1"] and "format" in m and "pass@1" in m["strict"]
         assert "pass@2" in m and "maj@2" in m and m["tokens_per_s"] > 0 and m["latency_per_problem_s"] > 0
         assert m["truncation_rate"] == 1.0 and m["mean_output_tokens"] == 8
-        assert m["no_answer_rate"] == 1.0 and m["pass@1"]["mean"] == 0.0  # random text boxes no answer
+        # random text boxes no answer (lenient scoring may still find a stray last number)
+        assert m["format"]["mean"] == 0.0 and m["strict"]["pass@1"]["mean"] == 0.0
     assert s["params"] < t["params"]
     summ = report["summary"]["student"]
     assert summ["size_ratio"] == pytest.approx(s["params"] / t["params"])
@@ -54,8 +56,8 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny, capsys):
 
 
 def test_distillation_summary_math():
-    res = {"teacher": {"pass@1": {"mean": 0.8}, "params": 1000, "tokens_per_s": 10.0, "latency_per_problem_s": 4.0},
-           "final": {"pass@1": {"mean": 0.6}, "params": 400, "tokens_per_s": 25.0, "latency_per_problem_s": 1.0}}
+    res = {"teacher": {"accuracy": {"mean": 0.8}, "params": 1000, "tokens_per_s": 10.0, "latency_per_problem_s": 4.0},
+           "final": {"accuracy": {"mean": 0.6}, "params": 400, "tokens_per_s": 25.0, "latency_per_problem_s": 1.0}}
     s = distillation_summary(res)["final"]
     assert s["retention"] == pytest.approx(0.75) and s["size_ratio"] == 0.4 and s["speedup"] == 2.5
     assert s["latency_ratio"] == 0.25
@@ -116,3 +118,56 @@ def test_run_with_kd_section(tmp_path, tiny):
     assert Store(tmp_path / "run" / "kd").manifest()["complete"]
     report = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
     assert report["models"]["final"]["model"].endswith("kd/model")
+
+
+# ------------------------------------------------------------------ issue 8: eval sets and scoring
+def test_eval_requires_a_held_out_set_and_refuses_overlap(make_cfg, tmp_path):
+    from seqdistill.errors import ConfigError, DataError
+
+    cfg = make_cfg()
+    cfg.eval.data = None
+    with pytest.raises(ConfigError, match="eval.data: required"):
+        run_eval(cfg)
+    # the training split itself as the "benchmark": every item overlaps the training prompts
+    same = {**EVAL, "data": {"synthetic": {"n": 6}, "task": "arithmetic"}, "models": ["student"]}
+    with pytest.raises(DataError, match="6 of 6 eval items .* overlap the training prompts"):
+        run_eval(make_cfg(eval=same))
+    assert not (tmp_path / "run" / "eval").exists()
+    out = run_eval(make_cfg(eval={**same, "max_train_overlap": 1.0}))  # intended: allowed, and reported
+    assert json.loads((out / "eval.json").read_text())["train_overlap"]["overlapping"] == 6
+
+
+def test_strict_and_lenient_scoring_and_format_rate(make_cfg, tmp_path):
+    from fakes import rec
+
+    from seqdistill.evaluate import score_model
+    from seqdistill.generate import RECORD_SCHEMA
+
+    store = Store(tmp_path / "s")
+    store.prepare("eval-generate", "h", {})
+    store.write_shard([rec("a", 0, "So the total is 42.", gold="42"),  # right, but not in the asked-for box
+                       rec("b", 0, "Thus \\boxed{7}.", gold="7"),  # right and boxed
+                       rec("c", 0, "The answer is 5.", gold="6"),  # wrong either way
+                       rec("d", 0, "I think \\boxed{3}", gold="4")], "s0", RECORD_SCHEMA)
+    cfg = make_cfg(eval={**EVAL, "sampling": {"n": 1}})
+    metrics, _ = score_model(store, cfg)
+    assert metrics["accuracy"]["mean"] == 0.5  # a (last number) and b
+    assert metrics["strict"]["pass@1"]["mean"] == 0.25  # only b: "the answer is" counts for arithmetic
+    assert metrics["format"]["mean"] == 0.75  # b, c ("the answer is" is a required form), d
+    for m in (metrics["accuracy"], metrics["strict"]["pass@1"], metrics["format"]):
+        assert m["ci95"][0] <= m["mean"] <= m["ci95"][1]
+
+
+def test_pass_at_k_with_fewer_samples_is_refused(make_cfg, tmp_path):
+    from fakes import rec
+
+    from seqdistill.errors import DataError
+    from seqdistill.evaluate import score_model
+    from seqdistill.generate import RECORD_SCHEMA
+
+    store = Store(tmp_path / "s")
+    store.prepare("eval-generate", "h", {})
+    store.write_shard([rec("a", 0, "\\boxed{1}", gold="1"), rec("a", 1, "\\boxed{1}", gold="1"),
+                       rec("b", 0, "\\boxed{1}", gold="1")], "s0", RECORD_SCHEMA)
+    with pytest.raises(DataError, match="eval.sampling.n: pass@2 needs 2 samples"):
+        score_model(store, make_cfg(eval={**EVAL, "sampling": {"n": 2}}))

@@ -34,13 +34,13 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model_path: str, tokenizer, dtype: str = "auto", device: str | None = None,
-                 model=None, **_):
+                 model=None, load_options: dict | None = None, **_):
         from transformers import AutoModelForCausalLM
 
         self.device = device or default_device()
         self.tok = tokenizer
         self.model = model or AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=pick_dtype(dtype, self.device)).to(self.device)
+            model_path, dtype=pick_dtype(dtype, self.device), **(load_options or {})).to(self.device)
         self.model.eval()
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos] if eos is not None else []

@@ -56,13 +56,14 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model_path: str, tokenizer=None, dtype: str = "auto", vllm_kwargs: dict | None = None,
-                 seed: int = 0, **_):
+                 seed: int = 0, load_options: dict | None = None, **_):
         try:
             from vllm import LLM
         except ImportError as exc:
             raise ConfigError(f"generate.backend: vllm is not importable ({exc}); "
                               "install it with pip install -e '.[vllm]'") from None
-        kwargs = {"model": model_path, "seed": seed, **(vllm_kwargs or {})}
+        opts = {k: v for k, v in (load_options or {}).items() if v}
+        kwargs = {"model": model_path, "seed": seed, **opts, **(vllm_kwargs or {})}
         if dtype != "auto":
             kwargs.setdefault("dtype", dtype)
         # offline KD needs the teacher's raw (temperature-1) distribution. vLLM V1 returns raw logprobs by
