@@ -7,6 +7,7 @@ resume, and no silent overwrite."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.util
 import json
 import logging
@@ -18,7 +19,7 @@ from pathlib import Path
 from .config import RecipeConfig, TrainConfig, stage_hash
 from .errors import ConfigError, DataError
 from .models import load_options, load_tokenizer, resolve, set_threads
-from .store import Store, atomic_write_text
+from .store import Store, atomic_write_text, input_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +334,11 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainConfig, dataset_defau
     out = cfg.stage_dir(key)
     store = Store(out)
     chash = stage_hash(cfg, "student", key, *hash_keys, drop=(f"{key}.output_dir",))
+    # chained by content: a changed upstream dataset (or start model) is a different stage identity
+    upstream = [input_fingerprint(section.dataset or dataset_default)]
+    if section.init_from and Path(section.init_from).exists():
+        upstream.append(input_fingerprint(section.init_from))
+    chash = hashlib.sha256(f"{chash}{upstream}".encode()).hexdigest()[:16]
     if store.is_complete(chash) and not overwrite:
         log.info("%s: %s already holds the trained model for this config", key, out)
         return out / "model"

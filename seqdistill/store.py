@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import platform
 import shutil
@@ -22,6 +23,42 @@ import pyarrow.parquet as pq
 from .errors import DataError, SeqdistillError
 
 MANIFEST = "manifest.json"
+QUARANTINE = "quarantine"
+log = logging.getLogger(__name__)
+_HOST = platform.node().replace("-", "_") or "host"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def input_fingerprint(path: str | Path) -> str:
+    """What a downstream stage's identity includes about its input, so a changed upstream is never reused:
+    the upstream manifest's config hash, record count and creation time, plus the names, sizes and mtimes
+    of the data files (cheap stats, no reading)."""
+    p = Path(path)
+    man = ""
+    for root in (p, p.parent):
+        if (root / MANIFEST).is_file():
+            with contextlib.suppress(json.JSONDecodeError, OSError):
+                m = json.loads((root / MANIFEST).read_text())
+                man = f"{m.get('config_hash')}:{m.get('records')}:{m.get('created')}"
+            break
+    files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")) if p.is_dir() \
+        else [p] if p.is_file() else []
+    return man + str([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
 
 
 def versions() -> dict:
@@ -86,6 +123,8 @@ class Store:
         m = self.manifest()
         if m is not None and m.get("config_hash") == config_hash and m.get("stage") == stage:
             return True
+        if m is not None and not m.get("complete") and not self.shard_files() and not (self.root / "model").exists():
+            return False  # a start that failed before writing any record: re-initialise, nothing is lost
         foreign = ([p.name for p in self.root.iterdir() if p.name not in (".lock", MANIFEST)]
                    if m is None and self.root.is_dir() else [])
         if (m is not None or foreign) and not overwrite:
@@ -101,6 +140,7 @@ class Store:
         A dir holding another config's output (or foreign files) is refused unless overwrite=True."""
         with self._lock():
             if self.check(stage, config_hash, overwrite):
+                self._recover()
                 return True
             if any(p.name != ".lock" for p in self.root.iterdir()):
                 for p in self.root.iterdir():
@@ -117,17 +157,43 @@ class Store:
 
     # ---- shards ---------------------------------------------------------------
     def shard_files(self) -> list[Path]:
-        return sorted(self.data.glob("*.parquet")) if self.data.is_dir() else []
+        # temp files of writers in flight (".tmp-*") are never data
+        return sorted(p for p in self.data.glob("*.parquet") if not p.name.startswith(".")) \
+            if self.data.is_dir() else []
+
+    def _recover(self) -> None:
+        """On resume (under the lock): delete temp files of dead writers on this host, and move shards that
+        cannot be read (cut off by a crash or a full disk) to quarantine/ so their prompts are redone."""
+        if not self.data.is_dir():
+            return
+        for tmp in self.data.glob(".tmp-*"):
+            parts = tmp.name.split("-")
+            if len(parts) >= 4 and parts[1] == _HOST and parts[2].isdigit() and not _pid_alive(int(parts[2])):
+                tmp.unlink(missing_ok=True)
+                log.info("removed %s (temp file of a writer that died)", tmp)
+        for f in self.shard_files():
+            try:
+                pq.ParquetFile(f).metadata
+            except Exception as exc:  # truncated / not Parquet: never read it as data
+                dest = self.root / QUARANTINE
+                dest.mkdir(exist_ok=True)
+                os.replace(f, dest / f"{f.parent.name}-{f.name}")
+                log.warning("quarantined damaged shard %s (%s): its records will be redone",
+                            f, type(exc).__name__)
 
     def write_shard(self, records: list[dict], tag: str = "part", schema: pa.Schema | None = None) -> Path:
         self.data.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(records, schema=schema)
         with self._lock():
-            seq = sum(1 for p in self.data.glob(f"{tag}-*.parquet"))
+            # next number after the highest on disk (a count would reuse a name after a quarantine)
+            nums = [int(p.stem.rsplit("-", 1)[1]) for p in self.data.glob(f"{tag}-*.parquet")
+                    if p.stem.rsplit("-", 1)[1].isdigit()]
+            seq = max(nums) + 1 if nums else 0
             final = self.data / f"{tag}-{seq:05d}.parquet"
-            fd, tmp = tempfile.mkstemp(dir=self.data, prefix=".tmp-", suffix=".parquet")
+            fd, tmp = tempfile.mkstemp(dir=self.data, prefix=f".tmp-{_HOST}-{os.getpid()}-", suffix=".parquet")
             os.close(fd)
             pq.write_table(table, tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the user's umask
             os.replace(tmp, final)  # a reader never sees half a shard; kill -9 loses only the batch in flight
         return final
 
