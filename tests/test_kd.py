@@ -176,7 +176,8 @@ def test_batch4_equals_batch1_times_accum4(make_cfg, tiny, tmp_path, mode):
     assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
 
 
-def test_loss_scales_with_the_world_size_when_tokens_are_averaged_across_devices(make_cfg, tiny, tmp_path):
+def test_loss_scales_with_the_world_size_when_tokens_are_averaged_across_devices(make_cfg, tiny, tmp_path,
+                                                                                  monkeypatch):
     """DDP averages gradients over W processes while each process divided its token sum by the global
     count: the loss must be multiplied by W (what Trainer.compute_loss does for a model's own loss)."""
     import functools
@@ -193,13 +194,10 @@ def test_loss_scales_with_the_world_size_when_tokens_are_averaged_across_devices
     mean = trainer.compute_loss(trainer.model, batch).item()
     one = trainer.compute_loss(trainer.model, batch, num_items_in_batch=torch.tensor(4 * n)).item()
     assert one == pytest.approx(mean / 4, rel=1e-5)
-    type(trainer.accelerator).num_processes = property(lambda self: 2)  # a faked world size of 2
-    try:
-        two = trainer.compute_loss(trainer.model, batch, num_items_in_batch=torch.tensor(4 * n)).item()
-        trainer.args.average_tokens_across_devices = False
-        off = trainer.compute_loss(trainer.model, batch, num_items_in_batch=torch.tensor(4 * n)).item()
-    finally:
-        del type(trainer.accelerator).num_processes
+    monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))  # world size 2
+    two = trainer.compute_loss(trainer.model, batch, num_items_in_batch=torch.tensor(4 * n)).item()
+    trainer.args.average_tokens_across_devices = False
+    off = trainer.compute_loss(trainer.model, batch, num_items_in_batch=torch.tensor(4 * n)).item()
     assert two == pytest.approx(2 * one, rel=1e-5)
     assert off == pytest.approx(one, rel=1e-5)
 
