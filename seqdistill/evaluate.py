@@ -25,7 +25,7 @@ from .generate import build_prompts, generate_into, open_backend, to_params
 from .metrics import summarize_problems
 from .models import resolve, set_threads
 from .store import Store, atomic_write_text
-from .verify import CORRECT, as_number, check_many, get_task, normalize
+from .verify import CORRECT, as_number, check_many, extract_answer, get_task, normalize
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,12 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     items = [(r["messages"][-1]["content"], r["gold"], r["task"]) for r in recs]
     kw = {"workers": cfg.filter.num_workers, "timeout": cfg.filter.timeout_s}
     strict = check_many(items, **kw)
-    lenient = check_many(items, lenient=True, **kw)
+    # lenient differs from strict only where its extraction does: verify just those a second time
+    redo = [i for i, (text, _, task) in enumerate(items)
+            if extract_answer(text, get_task(task), lenient=True) != extract_answer(text, get_task(task))]
+    lenient = list(strict)
+    for i, v in zip(redo, check_many([items[i] for i in redo], lenient=True, **kw)):
+        lenient[i] = v
     groups, strict_groups = defaultdict(list), defaultdict(list)
     for r, v, s in zip(recs, lenient, strict):
         r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason, strict_verdict=s.status,
