@@ -69,12 +69,12 @@ class VLLMBackend:
         # offline KD needs the teacher's raw (temperature-1) distribution. vLLM V1 returns raw logprobs by
         # default but older engines returned them after temperature; ask for raw explicitly where the engine
         # knows the setting, and refuse a version that cannot say which it returns.
-        if _knows_logprobs_mode():
+        self.raw_logprobs = _knows_logprobs_mode()
+        if self.raw_logprobs:
             if kwargs.get("logprobs_mode", "raw_logprobs") != "raw_logprobs":
                 raise ConfigError(f"generate.vllm.logprobs_mode: {kwargs['logprobs_mode']!r}; captured logprobs "
                                   "must be raw_logprobs (the teacher's temperature-1 distribution)")
             kwargs["logprobs_mode"] = "raw_logprobs"
-        self.raw_logprobs = _knows_logprobs_mode()
         self.tok = tokenizer
         self.llm = LLM(**kwargs)
 
