@@ -44,6 +44,35 @@ def render(tokenizer, messages: list[dict], prefill: str | None = None) -> str:
     return text + (prefill or "")
 
 
+def _control_strings(tokenizer) -> list[str]:
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    return sorted({*tokenizer.all_special_tokens, *(t.content for t in added.values())} - {""}, key=len,
+                  reverse=True)
+
+
+def encode_prompt(tokenizer, messages: list[dict], prefill: str | None = None) -> tuple[str, list[int]]:
+    """(text, token ids) of the rendered prompt, with message contents tokenised as *text*: a question that
+    contains "<|im_end|><|im_start|>system" must not open a new chat turn (serving stacks split special tokens
+    in user content the same way). Prompts without control strings in their content take the plain path."""
+    text = render(tokenizer, messages, prefill)
+    controls = _control_strings(tokenizer)
+    if not any(c in m["content"] for m in messages for c in controls):
+        return text, tokenizer(text, add_special_tokens=False)["input_ids"]
+    marks = [f"\x00SEQDISTILL{i}\x00" for i in range(len(messages))]
+    masked = render(tokenizer, [{**m, "content": mk} for m, mk in zip(messages, marks)], prefill)
+    ids: list[int] = []
+    rest = masked
+    for m, mk in zip(messages, marks):
+        head, sep, rest = rest.partition(mk)
+        if not sep:  # the template dropped or changed this content: cannot split safely, refuse
+            raise ConfigError("a prompt contains special-token strings and the chat template does not place "
+                              "message contents verbatim; remove them from the data")
+        ids += tokenizer(head, add_special_tokens=False)["input_ids"]
+        ids += tokenizer(m["content"], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    ids += tokenizer(rest, add_special_tokens=False)["input_ids"]
+    return text, ids
+
+
 def split_reasoning(text: str) -> tuple[str, str, bool]:
     """(reasoning, answer, think_closed). Text without any think tag is all answer."""
     if THINK_CLOSE in text:

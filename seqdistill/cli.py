@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from .config import RecipeConfig, load_recipe
-from .errors import SeqdistillError
+from .errors import SeqdistillError, disk_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Sequence-level LLM distillation: generate -> filter -> sft -> (kd) -> eval.")
@@ -42,6 +42,12 @@ def _run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except SeqdistillError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err = disk_error(exc)
+        if err is None:
+            raise
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
 
 

@@ -311,7 +311,10 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | dict | No
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+            what = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise ConfigError(f"{where}: not valid YAML: {what}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

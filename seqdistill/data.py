@@ -23,6 +23,14 @@ def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".csv"):
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[:exc.start].count(b"\n") + 1
+            raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                            "re-encode the file as UTF-8") from None
     if suffix in (".jsonl", ".json"):
         rows = []
         with open(path, encoding="utf-8") as f:

@@ -46,6 +46,9 @@ def model_refs(cfg: RecipeConfig) -> list[tuple[str, object]]:
                 raise ConfigError(f"eval.models: {name!r} -> {path} has no trained model; run the {stage} stage")
             out.append((name, ModelConfig(path=str(path))))
             continue
+        if not Path(name).exists() and "/" not in name:
+            raise ConfigError(f"eval.models: {name!r} is none of teacher / student / sft / kd / final, and not a "
+                              "model folder or an org/name hub id")
         out.append((Path(name).name or name, ModelConfig(path=name)))
     return out
 
@@ -160,13 +163,14 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     items = load_prompts(bench, where="eval.data")
     if any(it["answer"] is None for it in items):
         raise DataError(f"eval: benchmark {bench.label()} has problems without a gold answer")
+    refs = model_refs(cfg)
+    paths = {label: resolve(m.path, m.gguf_file) for label, m in refs}  # every model checked before any work
     overlap = overlap_report(cfg, items)
     out = cfg.stage_dir("eval")
-    refs = model_refs(cfg)
     base_hash = stage_hash(cfg, "prompt", drop=())
     results, lengths = {}, {}
     for label, mcfg in refs:
-        path = resolve(mcfg.path, mcfg.gguf_file)
+        path = paths[label]
         sub = Store(out / label)
         chash = hashlib.sha256(json.dumps([base_hash, bench.model_dump(mode="json"),
                                            e.sampling.model_dump(), e.backend, fingerprint(path)]).encode()

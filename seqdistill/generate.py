@@ -13,7 +13,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from .backends import Completion, Params, PromptIn, make_backend
-from .chat import build_messages, load_template, render, split_reasoning
+from .chat import build_messages, encode_prompt, load_template, split_reasoning
 from .config import RecipeConfig, SamplingConfig, stage_hash
 from .data import load_prompts, parse_shard, select_shard
 from .models import load_options, load_tokenizer, resolve, set_threads
@@ -47,8 +47,7 @@ def build_prompts(cfg: RecipeConfig, items: list[dict], tokenizer) -> list[Promp
         msgs = build_messages(it["question"], cfg.prompt, template)
         pin = PromptIn(id=it["id"], messages=msgs, prefill=cfg.prompt.prefill)
         if tokenizer is not None:
-            pin.text = render(tokenizer, msgs, cfg.prompt.prefill)
-            pin.token_ids = tokenizer(pin.text, add_special_tokens=False)["input_ids"]
+            pin.text, pin.token_ids = encode_prompt(tokenizer, msgs, cfg.prompt.prefill)
         out.append(pin)
     return out
 
@@ -124,6 +123,8 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
     items = select_shard(load_prompts(cfg.data), g.shard)
     chash = stage_hash(cfg, "teacher", "data", "prompt", "generate",
                        drop=("generate.output_dir", "generate.batch_size", "generate.shard", "generate.openai"))
+    if backend is None and g.backend != "openai":
+        resolve(teacher.path, teacher.gguf_file)  # a wrong model path fails before anything is written
     store = Store(out)
     resumed = store.prepare("generate", chash, {
         "teacher": teacher.model_dump(), "backend": g.backend, "sampling": g.sampling.model_dump(),

@@ -131,10 +131,14 @@ def resolve(path: str, gguf_file: str | None = None) -> str:
     if p.exists():
         if not (p / "config.json").is_file():
             raise ConfigError(f"{p}: not a model folder (no config.json)")
+        if not any(next(p.glob(pat), None) for pat in ("*.safetensors", "*.bin", "*.pt", "*.safetensors.index.json")):
+            raise ConfigError(f"{p}: has config.json but no weights (*.safetensors or *.bin)")
         return str(p)
     if path.startswith((".", "/")) or os.sep in path.strip("/") and path.count("/") > 1:
         raise ConfigError(f"{path}: model folder not found")
-    return path  # a hub id; transformers reports if it cannot be fetched
+    if "/" not in path and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ConfigError(f"{path}: no such model folder (and HF_HUB_OFFLINE=1, so not a hub id either)")
+    return path  # a hub id; load_tokenizer reports if it cannot be fetched
 
 
 def load_options(mcfg) -> dict:
@@ -149,7 +153,11 @@ def load_tokenizer(path: str, chat_template: str | None = None, revision: str | 
                    trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except OSError as exc:  # not a folder here, and the hub could not provide it either
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: no model folder here and not loadable from the hub ({first[:200]})") from None
     if chat_template:
         t = Path(chat_template)
         if not t.is_file():

@@ -8,7 +8,7 @@ import logging
 import time
 
 from .config import STAGES, RecipeConfig
-from .errors import ConfigError, SeqdistillError
+from .errors import ConfigError, SeqdistillError, disk_error
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ def run_pipeline(cfg: RecipeConfig, stages: list[str] | None = None, overwrite: 
             raise SeqdistillError(f"stage {stage} failed: {exc}\n(finished stages are kept; fix the cause and "
                                   "rerun: completed stages are skipped and this one resumes)") from None
         except Exception as exc:
+            err = disk_error(exc)
+            if err is not None:
+                raise SeqdistillError(f"stage {stage} failed: {err}") from None
             log.exception("stage %s crashed", stage)
             raise SeqdistillError(f"stage {stage} crashed: {type(exc).__name__}: {exc}\n(finished stages are "
                                   "kept; rerun to resume)") from exc

@@ -31,6 +31,9 @@ class OpenAIBackend:
             key = os.environ.get(openai.api_key_env)
             if key:
                 self.headers["Authorization"] = f"Bearer {key}"
+            else:
+                log.warning("generate.openai.api_key_env: $%s is not set; sending requests without an API key "
+                            "(fine for a local server, a 401 otherwise)", openai.api_key_env)
         self.retries = 0  # counted for logs and tests
 
     def _body(self, pr: PromptIn, p: Params, j: int) -> dict:
