@@ -184,16 +184,21 @@ class Store:
     def write_shard(self, records: list[dict], tag: str = "part", schema: pa.Schema | None = None) -> Path:
         self.data.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(records, schema=schema)
+        # written outside the lock (other --shard writers need not wait for this one's I/O), named after it
+        fd, tmp = tempfile.mkstemp(dir=self.data, prefix=f".tmp-{_HOST}-{os.getpid()}-", suffix=".parquet")
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the user's umask
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         with self._lock():
             # next number after the highest on disk (a count would reuse a name after a quarantine)
             nums = [int(p.stem.rsplit("-", 1)[1]) for p in self.data.glob(f"{tag}-*.parquet")
                     if p.stem.rsplit("-", 1)[1].isdigit()]
-            seq = max(nums) + 1 if nums else 0
-            final = self.data / f"{tag}-{seq:05d}.parquet"
-            fd, tmp = tempfile.mkstemp(dir=self.data, prefix=f".tmp-{_HOST}-{os.getpid()}-", suffix=".parquet")
-            os.close(fd)
-            pq.write_table(table, tmp)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the user's umask
+            final = self.data / f"{tag}-{(max(nums) + 1 if nums else 0):05d}.parquet"
             os.replace(tmp, final)  # a reader never sees half a shard; kill -9 loses only the batch in flight
         return final
 

@@ -212,3 +212,108 @@ def test_special_tokens_in_a_question_are_text_not_control_tokens(tiny):
     assert ids.count(start) == plain_ids.count(start) and ids.count(end) == plain_ids.count(end)
     assert tok.decode(ids) == text  # nothing lost: the strings are there, as text
     assert plain_ids == tok(plain_text, add_special_tokens=False)["input_ids"]  # clean prompts unchanged
+
+
+# ------------------------------------------------------------------ kill -9 in the middle of a shard write
+HANG_WRITER = '''
+import os, sys, time
+import pyarrow.parquet as pq
+import seqdistill.store as store
+real = pq.write_table
+def half_then_hang(table, where, *a, **k):
+    if os.environ.get("HANG_AFTER") and len(os.listdir(os.path.dirname(where))) > int(os.environ["HANG_AFTER"]):
+        with open(where, "wb") as f:
+            f.write(b"PAR1 partial")  # half a temp shard on disk, then the kill lands
+        open(os.environ["HANG_FLAG"], "w").close()
+        time.sleep(600)
+    return real(table, where, *a, **k)
+store.pq.write_table = half_then_hang
+from seqdistill.cli import app
+sys.argv = ["seqdistill"] + sys.argv[1:]
+app()
+'''
+
+
+def _spawn(tmp_path, recipe_path, flag, shard=None, hang_after=None):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = tmp_path / "hang.py"
+    script.write_text(HANG_WRITER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HANG_FLAG": str(flag), "HANG_AFTER": str(hang_after or "")}
+    cmd = [sys.executable, str(script), "generate", "-r", str(recipe_path)] + (["--shard", shard] if shard else [])
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait(flag, proc, seconds=120):
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and not flag.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    assert flag.exists(), "the writer never reached the hang point"
+
+
+def _recipe(tmp_path, tiny, n=12):
+    import yaml
+
+    from conftest import recipe
+
+    data = recipe(tmp_path, tiny, data={"synthetic": {"n": n}, "task": "arithmetic"},
+                  generate={"batch_size": 2, "sampling": {"n": 2, "max_tokens": 8, "temperature": 1.0}})
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_kill_during_a_shard_write_then_resume(tmp_path, tiny):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    path = _recipe(tmp_path, tiny)
+    proc = _spawn(tmp_path, path, tmp_path / "flag", hang_after=2)
+    _wait(tmp_path / "flag", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    data = tmp_path / "run" / "generate" / "data"
+    assert list(data.glob(".tmp-*")), "the kill landed while a temp shard was half written"
+    res = subprocess.run([sys.executable, "-m", "seqdistill.cli", "generate", "-r", str(path)], cwd=REPO,
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    keys = [(r["prompt_id"], r["sample_index"]) for r in Store(data.parent).records()]
+    assert len(keys) == len(set(keys)) == 24 and Store(data.parent).is_complete()
+    assert not list(data.glob(".tmp-*"))  # the dead writer's temp was cleaned
+
+
+def test_concurrent_shards_one_writer_killed_mid_write(tmp_path, tiny):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    path = _recipe(tmp_path, tiny, n=16)
+    victim = _spawn(tmp_path, path, tmp_path / "flag", shard="0/2", hang_after=1)
+    _wait(tmp_path / "flag", victim)
+    healthy = subprocess.Popen([sys.executable, "-m", "seqdistill.cli", "generate", "-r", str(path), "--shard",
+                                "1/2"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    import time
+
+    time.sleep(3)  # both writers at work in one dir, one of them stuck halfway through a shard
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    _, err = healthy.communicate(timeout=300)
+    assert healthy.returncode == 0, err[-2000:]  # the healthy writer never reads the temp file
+    rerun = subprocess.run([sys.executable, "-m", "seqdistill.cli", "generate", "-r", str(path), "--shard", "0/2"],
+                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    store = Store(tmp_path / "run" / "generate")
+    keys = [(r["prompt_id"], r["sample_index"]) for r in store.records()]
+    assert len(keys) == len(set(keys)) == 32 and store.is_complete()
