@@ -317,3 +317,15 @@ def test_concurrent_shards_one_writer_killed_mid_write(tmp_path, tiny):
     store = Store(tmp_path / "run" / "generate")
     keys = [(r["prompt_id"], r["sample_index"]) for r in store.records()]
     assert len(keys) == len(set(keys)) == 32 and store.is_complete()
+
+
+def test_openai_backend_says_when_its_key_variable_is_unset(monkeypatch, caplog):
+    from seqdistill.backends.openai import OpenAIBackend
+    from seqdistill.config import OpenAIConfig
+
+    monkeypatch.delenv("MY_KEY_VAR", raising=False)
+    with caplog.at_level("WARNING"):
+        b = OpenAIBackend("m", OpenAIConfig(api_key_env="MY_KEY_VAR"))
+    assert "$MY_KEY_VAR is not set" in caplog.text and "Authorization" not in b.headers
+    monkeypatch.setenv("MY_KEY_VAR", "sk-test")
+    assert OpenAIBackend("m", OpenAIConfig(api_key_env="MY_KEY_VAR")).headers["Authorization"] == "Bearer sk-test"
