@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from seqdistill.config import validate
-from seqdistill.generate import build_prompts, run_generate
+from seqdistill.generate import run_generate
+from seqdistill.sampling import build_prompts
 from seqdistill.data import load_prompts
 from seqdistill.models import load_tokenizer, resolve
 from seqdistill.store import Store
@@ -50,7 +51,7 @@ def main():
     path = resolve(args.model)
     tok = load_tokenizer(path)
     tok.padding_side = "left"
-    prompts = build_prompts(cfg, load_prompts(cfg.data), tok)
+    prompts = build_prompts(cfg.prompt, load_prompts(cfg.data), tok)
 
     def bare():
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -94,7 +95,7 @@ def bench_vllm(args):
     from vllm import LLM, SamplingParams
 
     from seqdistill.backends.vllm import VLLMBackend
-    from seqdistill.generate import generate_into, to_params
+    from seqdistill.sampling import generate_into, to_params
 
     tmp = Path(tempfile.mkdtemp())
     cfg = validate({"teacher": {"path": args.model}, "run_dir": str(tmp),
@@ -104,7 +105,7 @@ def bench_vllm(args):
     path = resolve(args.model)
     tok = load_tokenizer(path)
     items = load_prompts(cfg.data)
-    prompts = build_prompts(cfg, items, tok)
+    prompts = build_prompts(cfg.prompt, items, tok)
     llm = LLM(model=path, enforce_eager=True, max_model_len=2048, seed=0)
     sp = SamplingParams(n=1, temperature=0.0, max_tokens=args.max_tokens)
     ours_backend = VLLMBackend.__new__(VLLMBackend)

@@ -22,7 +22,7 @@ from conftest import build_model, build_tokenizer  # noqa: E402
 from fakes import rec  # noqa: E402
 
 from seqdistill.config import validate  # noqa: E402
-from seqdistill.filter import FILTER_SCHEMA  # noqa: E402
+from seqdistill.records import FILTER_SCHEMA  # noqa: E402
 from seqdistill.sft import run_sft  # noqa: E402
 from seqdistill.store import Store  # noqa: E402
 

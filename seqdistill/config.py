@@ -201,6 +201,9 @@ class EvalConfig(Section):
     max_train_overlap: float = Field(0.01, ge=0.0, le=1.0, description=(
         "refuse when more than this fraction of eval items overlaps the training prompts (1.0: intended)"))
     overlap_ngram: int = Field(8, ge=1, description="word n-gram size for the train/eval overlap check")
+    num_workers: int = Field(2, ge=1, description="verifier worker processes")
+    timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="backend: openai endpoint settings")
     models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"])
     output_dir: str | None = None
     backend: Backend = "hf"

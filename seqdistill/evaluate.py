@@ -15,16 +15,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .config import RecipeConfig, stage_hash
 from .data import load_prompts
 from .errors import ConfigError, DataError
 from .overlap import OverlapIndex
-from .generate import build_prompts, generate_into, open_backend, to_params
+from .sampling import build_prompts, generate_into, open_backend, to_params
 from .metrics import summarize_problems
 from .models import resolve, set_threads
-from .store import Store, atomic_write_text
+from .store import Store, atomic_write_parquet, atomic_write_text
 from .verify import CORRECT, as_number, check_many, extract_answer, get_task, normalize
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     share of samples that answered in that form. Retention uses accuracy."""
     recs = list(store.records())
     items = [(r["messages"][-1]["content"], r["gold"], r["task"]) for r in recs]
-    kw = {"workers": cfg.filter.num_workers, "timeout": cfg.filter.timeout_s}
+    kw = {"workers": cfg.eval.num_workers, "timeout": cfg.eval.timeout_s}
     strict = check_many(items, **kw)
     # lenient differs from strict only where its extraction does: verify just those a second time
     redo = [i for i, (text, _, task) in enumerate(items)
@@ -178,9 +177,9 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
         m = sub.manifest()
         if not m.get("complete"):
-            backend, tok, _ = open_backend(e.backend, mcfg, cfg, e.vllm, e.sampling.seed)
+            backend, tok, _ = open_backend(e.backend, mcfg, e.openai, e.vllm, e.sampling.seed)
             try:
-                stats = generate_into(sub, items, build_prompts(cfg, items, tok), backend, to_params(e.sampling),
+                stats = generate_into(sub, items, build_prompts(cfg.prompt, items, tok), backend, to_params(e.sampling),
                                       batch_size=e.batch_size, task=bench.task, model=path, tag="s0of1",
                                       desc=f"eval {label}")
             finally:
@@ -217,10 +216,7 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
 def _write_samples(path: Path, recs: list[dict]) -> None:
     keep = ["prompt_id", "sample_index", "question", "gold", "completion", "finish_reason", "completion_tokens",
             "verdict", "pred", "verify_reason", "strict_verdict", "answered_in_format"]
-    table = pa.Table.from_pylist([{k: r.get(k) for k in keep} for r in recs])
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    atomic_write_parquet(path, pa.Table.from_pylist([{k: r.get(k) for k in keep} for r in recs]))
 
 
 def distillation_summary(results: dict) -> dict:

@@ -7,28 +7,20 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-
-import pyarrow as pa
 
 from .chat import load_template, split_reasoning
 from .config import RecipeConfig, stage_hash
 from .data import load_prompts
 from .overlap import OverlapIndex, jaccard, ngrams
 from .errors import ConfigError, DataError
-from .generate import RECORD_SCHEMA
+from .records import FILTER_SCHEMA
 from .store import Store, atomic_write_text, require_stage_output
 from .verify import CORRECT, UNVERIFIABLE, check_many, get_task
 
 log = logging.getLogger(__name__)
-
-FILTER_SCHEMA = RECORD_SCHEMA
-for _name, _type in [("verdict", pa.string()), ("pred", pa.string()), ("verify_reason", pa.string()),
-                     ("verify_detail", pa.string()), ("pass_rate", pa.float32()), ("reject_reason", pa.string())]:
-    FILTER_SCHEMA = FILTER_SCHEMA.append(pa.field(_name, _type))
 
 def looks_like_garbage(text: str) -> bool:
     """Deliberately simple: mojibake, control characters, or one line looping."""

@@ -15,7 +15,6 @@ import functools
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -24,7 +23,8 @@ from .config import RecipeConfig
 from .errors import ConfigError, DataError
 from .kd_loss import IGNORE_INDEX, kd_loss
 from .models import load_options, load_tokenizer, resolve
-from .sft import dataset_files, train_stage
+from .records import decode_topk, has_topk
+from .train import dataset_files, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,8 @@ def topk_dataset(records: list[dict], max_length: int, vocab: int, tok):
 
     rows = []
     for r in records:
-        p, c, k = student_prompt_ids(r, tok), r["completion_ids"], r["logprobs_k"]
-        ids = np.frombuffer(r["teacher_topk_ids"], "<i4").reshape(-1, k)
-        lps = np.frombuffer(r["teacher_topk_logprobs"], "<f2").reshape(-1, k)
+        p, c = student_prompt_ids(r, tok), r["completion_ids"]
+        ids, lps = decode_topk(r)
         if len(ids) != len(c):
             raise DataError(f"record {r['prompt_id']}/{r['sample_index']}: {len(ids)} logprob rows for "
                             f"{len(c)} completion tokens")
@@ -75,8 +74,7 @@ def topk_dataset(records: list[dict], max_length: int, vocab: int, tok):
         n = min(len(p) + len(c), max_length)
         m = max(0, n - len(p))  # completion tokens that fit
         rows.append({"input_ids": (list(p) + list(c))[:n], "labels": ([IGNORE_INDEX] * len(p) + list(c))[:n],
-                     "offset": len(p), "topk_ids": ids[:m].tolist(), "topk_logprobs": lps[:m].astype(
-                         np.float32).tolist()})
+                     "offset": len(p), "topk_ids": ids[:m].tolist(), "topk_logprobs": lps[:m].tolist()})
     return datasets.Dataset.from_list(rows)
 
 
@@ -110,8 +108,7 @@ def load_kd_records(source: str) -> list[dict]:
 
 
 def has_logprobs(records: list[dict]) -> bool:
-    return bool(records) and all(r.get("logprobs_k") and r.get("completion_ids") and r.get("prompt_ids")
-                                 for r in records)
+    return bool(records) and all(has_topk(r) for r in records)
 
 
 # ------------------------------------------------------------------ trainer

@@ -80,6 +80,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _write_temp(folder: Path, table: pa.Table) -> str:
+    """A complete Parquet file under a temp name that says whose it is (`.tmp-<host>-<pid>-*`, never read as
+    data, removed on resume once that writer is dead); the caller renames it into place."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{_HOST}-{os.getpid()}-", suffix=".parquet")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the user's umask
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    """One Parquet file written aside and renamed into place (a crash never leaves half a file)."""
+    os.replace(_write_temp(path.parent, table), path)
+
+
 class Store:
     """One stage's output directory."""
 
@@ -184,16 +204,7 @@ class Store:
     def write_shard(self, records: list[dict], tag: str = "part", schema: pa.Schema | None = None) -> Path:
         self.data.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(records, schema=schema)
-        # written outside the lock (other --shard writers need not wait for this one's I/O), named after it
-        fd, tmp = tempfile.mkstemp(dir=self.data, prefix=f".tmp-{_HOST}-{os.getpid()}-", suffix=".parquet")
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the user's umask
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        tmp = _write_temp(self.data, table)  # outside the lock: other --shard writers need not wait on this I/O
         with self._lock():
             # next number after the highest on disk (a count would reuse a name after a quarantine)
             nums = [int(p.stem.rsplit("-", 1)[1]) for p in self.data.glob(f"{tag}-*.parquet")

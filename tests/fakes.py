@@ -1,6 +1,6 @@
 """Hand-made stage outputs for tests that should not depend on a model's random text."""
 
-from seqdistill.generate import RECORD_SCHEMA
+from seqdistill.records import RECORD_SCHEMA
 from seqdistill.store import Store
 
 

@@ -96,7 +96,7 @@ def test_revision_trust_remote_code_and_dtype_reach_every_load(make_cfg, tiny, m
 
     from seqdistill.backends.hf import HFBackend
     from seqdistill.models import load_options
-    from seqdistill.sft import load_inputs, load_student
+    from seqdistill.train import load_inputs, load_student
 
     seen = []
     real_tok, real_model = AutoTokenizer.from_pretrained, AutoModelForCausalLM.from_pretrained

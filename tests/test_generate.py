@@ -10,6 +10,7 @@ import yaml
 
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
+from seqdistill.records import decode_topk, encode_topk
 from seqdistill.store import Store
 
 from conftest import REPO, recipe
@@ -74,8 +75,7 @@ def test_logprob_capture_shape_and_size(make_cfg):
     k = 5
     cfg = make_cfg(generate={"logprobs": k, "sampling": {"n": 1, "max_tokens": 10, "temperature": 0.0}})
     for r in records(run_generate(cfg)):
-        ids = np.frombuffer(r["teacher_topk_ids"], "<i4").reshape(-1, k)
-        lps = np.frombuffer(r["teacher_topk_logprobs"], "<f2").reshape(-1, k).astype(np.float32)
+        ids, lps = decode_topk(r)
         assert ids.shape == (r["completion_tokens"], k) == lps.shape and r["logprobs_k"] == k
         assert len(r["teacher_topk_ids"]) + len(r["teacher_topk_logprobs"]) == 6 * k * r["completion_tokens"]
         assert (np.diff(lps, axis=1) <= 1e-3).all() and (lps <= 0).all()
@@ -136,3 +136,13 @@ def test_two_shard_processes_fill_one_dir(make_cfg, tmp_path):
     run_generate(b)
     recs = records(out)
     assert Store(out).is_complete() and len({r["prompt_id"] for r in recs}) == 6 and len(recs) == 12
+
+
+def test_topk_encoding_round_trips():
+    ids = np.array([[5, 3, 1], [2, 9, 4]], dtype=np.int64)
+    lps = np.array([[-0.1, -2.5, -3.0], [-0.7, -0.9, -5.25]], dtype=np.float64)
+    cols = encode_topk(ids, lps)
+    assert cols["logprobs_k"] == 3 and len(cols["teacher_topk_ids"]) == 4 * 6 and len(cols["teacher_topk_logprobs"]) == 2 * 6
+    got_ids, got_lps = decode_topk(cols)
+    assert got_ids.dtype == np.int32 and (got_ids == ids).all()
+    np.testing.assert_allclose(got_lps, lps, atol=2e-3)  # float16 storage

@@ -9,7 +9,7 @@ from seqdistill.errors import ConfigError
 from seqdistill.generate import run_generate
 from seqdistill.kd import check_vocab, run_kd
 from seqdistill.shrink import parse_layers, shrink_model
-from seqdistill.sft import build_trainer
+from seqdistill.train import build_trainer
 
 from conftest import build_model, build_tokenizer
 from test_sft import kept_dir

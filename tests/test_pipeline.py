@@ -141,7 +141,7 @@ def test_strict_and_lenient_scoring_and_format_rate(make_cfg, tmp_path):
     from fakes import rec
 
     from seqdistill.evaluate import score_model
-    from seqdistill.generate import RECORD_SCHEMA
+    from seqdistill.records import RECORD_SCHEMA
 
     store = Store(tmp_path / "s")
     store.prepare("eval-generate", "h", {})
@@ -163,7 +163,7 @@ def test_pass_at_k_with_fewer_samples_is_refused(make_cfg, tmp_path):
 
     from seqdistill.errors import DataError
     from seqdistill.evaluate import score_model
-    from seqdistill.generate import RECORD_SCHEMA
+    from seqdistill.records import RECORD_SCHEMA
 
     store = Store(tmp_path / "s")
     store.prepare("eval-generate", "h", {})

@@ -10,7 +10,7 @@ from seqdistill.errors import SeqdistillError
 from seqdistill.store import Store
 
 from fakes import rec
-from seqdistill.generate import RECORD_SCHEMA
+from seqdistill.records import RECORD_SCHEMA
 
 
 def _store(tmp_path, n=3):

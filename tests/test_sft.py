@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from seqdistill.errors import ConfigError, DataError
-from seqdistill.filter import FILTER_SCHEMA
-from seqdistill.sft import build_trainer, inspect_sft, run_sft
+from seqdistill.records import FILTER_SCHEMA
+from seqdistill.sft import inspect_sft, run_sft
+from seqdistill.train import build_trainer
 from seqdistill.store import Store
 
 from fakes import rec
@@ -171,7 +172,7 @@ def test_bad_inputs(sft_cfg, tmp_path, tiny):
 
 
 def test_resume_skips_a_checkpoint_cut_off_while_saving(tmp_path):
-    from seqdistill.sft import last_checkpoint
+    from seqdistill.train import last_checkpoint
 
     for step, complete in [(5, True), (10, True), (15, False)]:
         d = tmp_path / "checkpoints" / f"checkpoint-{step}"
@@ -189,7 +190,7 @@ def test_end_of_turn_found_from_the_template_even_when_not_a_named_special_token
 
     from seqdistill.config import SFTConfig
     from seqdistill.errors import ConfigError
-    from seqdistill.sft import end_of_turn_token, prepare_tokenizer
+    from seqdistill.train import end_of_turn_token, prepare_tokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny["tokdir"])
     tok.eos_token = "<|endoftext|>"  # <|im_end|> is now an added token that no special-token name lists

@@ -100,10 +100,9 @@ def test_vllm_logprobs_match_hf_layout_and_greedy_tokens(tmp_path, tiny, lane):
     for rv, rh in zip(v, h):
         assert rv["prompt_ids"] == rh["prompt_ids"]
         assert rv["completion_ids"] == rh["completion_ids"]  # same chosen tokens
-        iv = np.frombuffer(rv["teacher_topk_ids"], "<i4").reshape(-1, k)
-        ih = np.frombuffer(rh["teacher_topk_ids"], "<i4").reshape(-1, k)
-        lv = np.frombuffer(rv["teacher_topk_logprobs"], "<f2").reshape(-1, k).astype(float)
-        lh = np.frombuffer(rh["teacher_topk_logprobs"], "<f2").reshape(-1, k).astype(float)
+        from seqdistill.records import decode_topk
+
+        (iv, lv), (ih, lh) = decode_topk(rv), decode_topk(rh)
         assert iv.shape == ih.shape and (iv[:, 0] == ih[:, 0]).all()
         np.testing.assert_allclose(lv[:, 0], lh[:, 0], atol=0.05)
 
@@ -175,7 +174,8 @@ def test_vllm_captures_raw_logprobs_when_sampling_at_temperature(tmp_path, tiny,
         with torch.no_grad():
             lp = torch.log_softmax(model(ids).logits[0].float(), -1)
         rows = lp[len(r["prompt_ids"]) - 1:-1]  # the distribution each completion token was drawn from
-        top_ids = np.frombuffer(r["teacher_topk_ids"], "<i4").reshape(-1, k)
-        top_lp = np.frombuffer(r["teacher_topk_logprobs"], "<f2").reshape(-1, k).astype(float)
+        from seqdistill.records import decode_topk
+
+        top_ids, top_lp = decode_topk(r)
         want = rows.gather(-1, torch.tensor(top_ids, dtype=torch.long)).numpy()
         np.testing.assert_allclose(top_lp, want, atol=0.05)

@@ -1,0 +1,364 @@
+"""Trainer plumbing shared by the sft and kd stages: training data, the student's tokenizer and template checks,
+TRL arguments, LoRA, the student model, throughput logging, resume, atomic saving, and the stage runner that
+refuses stale or foreign output. Stages call `train_stage`; nothing here knows which stage it serves."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from .config import RecipeConfig, TrainConfig, stage_hash
+from .errors import ConfigError, DataError
+from .models import load_options, load_tokenizer, resolve, set_threads
+from .store import Store, atomic_write_text, input_fingerprint
+
+log = logging.getLogger(__name__)
+
+THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
+
+
+# ------------------------------------------------------------------ data
+def dataset_files(path: str | Path) -> list[str]:
+    p = Path(path)
+    if p.is_dir():
+        for sub in (p / "kept", p / "data", p):
+            files = sorted(glob.glob(str(sub / "*.parquet")) + glob.glob(str(sub / "*.jsonl")))
+            if files:
+                return files
+        raise DataError(f"{p}: no .parquet or .jsonl files (expected a filter output dir or a kept/ dir)")
+    if p.is_file():
+        return [str(p)]
+    return []
+
+
+def load_messages(source: str, reasoning_format: str = "keep", key: str = "sft.dataset"):
+    """A `datasets.Dataset` with one `messages` column, from a local dir/file or a hub name."""
+    import datasets
+
+    files = dataset_files(source)
+    if files and files[0].endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        files = [f for f in files if pq.ParquetFile(f).metadata.num_rows > 0]  # filter may write empty shards
+        if not files:
+            raise DataError(f"{key}: {source} is empty: nothing to train on (did filter keep anything? "
+                            "see its stats.json)")
+    if files:
+        kind = "parquet" if files[0].endswith(".parquet") else "json"
+        ds = datasets.load_dataset(kind, data_files=files, split="train")
+    else:
+        if Path(source).is_absolute() or source.startswith("."):
+            raise DataError(f"{key}: {source} not found")
+        try:
+            ds = datasets.load_dataset(source, split="train")
+        except Exception as exc:
+            raise DataError(f"{key}: cannot load {source!r}: {exc}") from None
+    if "messages" not in ds.column_names:
+        raise DataError(f"{key}: {source} has no 'messages' column (columns: {ds.column_names})")
+    if len(ds) == 0:
+        raise DataError(f"{key}: {source} is empty: nothing to train on (did filter keep anything?)")
+    ds = ds.select_columns(["messages"])
+    if reasoning_format == "strip":
+        def strip(ex):
+            return {"messages": [{**m, "content": THINK.sub("", m["content"])} if m["role"] == "assistant"
+                                 else m for m in ex["messages"]]}
+        ds = ds.map(strip)
+    return ds
+
+
+# ------------------------------------------------------------------ template checks
+def end_of_turn_token(tok) -> str:
+    """The token the chat template puts right after an assistant turn (<|im_end|>, <|eot_id|>, ...), read from
+    the template itself: render a turn, tokenize what follows its content, take the first control token.
+    A control token is any added/special token, named as such or not (a tokenizer may carry <|im_end|>
+    as an added token without listing it in its special tokens). Refuses when there is none: a student
+    trained without a learnable end of turn never stops."""
+    marker = "XyZzY"
+    text = tok.apply_chat_template([{"role": "user", "content": "a"}, {"role": "assistant", "content": marker}],
+                                   tokenize=False)
+    after = text.split(marker, 1)[1] if marker in text else ""
+    control = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}) or {})
+    for i in tok(after, add_special_tokens=False)["input_ids"]:
+        if i in control:
+            return tok.convert_ids_to_tokens(i)
+        if tok.decode([i]).strip():
+            break  # plain text closes the turn: no control token to learn
+    raise ConfigError(f"the student's chat template closes an assistant turn with {after[:40]!r}, which holds no "
+                      "special token to use as end of turn (EOS); a student trained on it would never stop. "
+                      "Use a template whose assistant turn ends in a special token (student.chat_template)")
+
+
+def prepare_tokenizer(tok, section: TrainConfig, key: str):
+    """Give the tokenizer a chat template with {% generation %} markers, or fail with the fix."""
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    if section.training_template:
+        t = Path(section.training_template)
+        if not t.is_file():
+            raise ConfigError(f"{key}.training_template: {t} not found")
+        tok.chat_template = t.read_text()
+        if not has_generation_markers(tok.chat_template):
+            raise ConfigError(f"{key}.training_template: {t} has no {{% generation %}} markers")
+    elif not has_generation_markers(tok.chat_template or ""):
+        try:
+            patched = get_training_chat_template(tok)
+        except Exception as exc:
+            raise ConfigError(
+                f"{key}: the student's chat template has no {{% generation %}} markers and TRL knows no training "
+                f"version of it ({exc}); set {key}.training_template to a jinja file that wraps assistant "
+                "content in {% generation %}...{% endgeneration %} (loss on prompt tokens is never the fallback)"
+            ) from None
+        if patched:
+            tok.chat_template = patched
+    eot = end_of_turn_token(tok)
+    if tok.eos_token != eot:
+        log.info("%s: EOS set to the end-of-turn token %s (was %s)", key, eot, tok.eos_token)
+        tok.eos_token = eot
+    return tok
+
+
+def check_reasoning_kept(tok, ds, key: str) -> None:
+    ex = ds[0]["messages"]
+    reasoning = [m["content"] for m in ex if m["role"] == "assistant" and "<think>" in m["content"]]
+    if not reasoning:
+        return
+    body = reasoning[-1].split("<think>", 1)[1].split("</think>", 1)[0].strip()
+    rendered = tok.apply_chat_template(ex, tokenize=False)
+    if body and body[:200] not in rendered:
+        raise ConfigError(f"{key}: the chat template drops the <think> reasoning from assistant turns; set "
+                          f"{key}.training_template to one that keeps it, or {key}.reasoning_format: strip")
+
+
+# ------------------------------------------------------------------ trainer
+def _bf16(section: TrainConfig) -> bool:
+    import torch
+
+    if section.bf16 is not None:
+        return section.bf16
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def trl_args(section: TrainConfig, out: Path, args_cls=None, **extra):
+    import torch
+    from trl import SFTConfig
+
+    liger = section.use_liger_kernel
+    if liger and importlib.util.find_spec("liger_kernel") is None:
+        log.warning("use_liger_kernel: liger-kernel is not installed; training without it")
+        liger = False
+    kwargs = dict(
+        output_dir=str(out / "checkpoints"), max_length=section.max_length, packing=section.packing,
+        packing_strategy="bfd", assistant_only_loss=True, num_train_epochs=section.num_train_epochs,
+        max_steps=section.max_steps, learning_rate=section.learning_rate,
+        lr_scheduler_type=section.lr_scheduler_type, warmup_steps=section.warmup_ratio,
+        weight_decay=section.weight_decay, per_device_train_batch_size=section.per_device_train_batch_size,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        # gradient_checkpointing, not activation_checkpointing: the latter is missing in transformers 5.19
+        gradient_checkpointing=section.gradient_checkpointing, bf16=_bf16(section),
+        use_cpu=not torch.cuda.is_available(), use_liger_kernel=liger, logging_steps=section.logging_steps,
+        logging_first_step=True, save_steps=section.save_steps, save_total_limit=section.save_total_limit,
+        report_to=section.report_to, seed=section.seed, dataset_num_proc=None)
+    kwargs.update(extra)  # stage-specific settings (kd: no packing, its own masks, GKD's knobs)
+    return (args_cls or SFTConfig)(**kwargs)
+
+
+def peft_config(section: TrainConfig):
+    if section.lora is None:
+        return None
+    from peft import LoraConfig
+
+    lo = section.lora
+    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=lo.target_modules,
+                      task_type="CAUSAL_LM")
+
+
+def load_student(path: str, section: TrainConfig, key: str, mcfg=None):
+    """`mcfg`: the student's ModelConfig when training starts from it (its revision, trust_remote_code and an
+    explicit dtype apply); None when starting from a trained folder (init_from)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": torch.bfloat16 if _bf16(section) else torch.float32, **load_options(mcfg)}
+    if mcfg is not None and mcfg.dtype != "auto":
+        kwargs["dtype"] = getattr(torch, mcfg.dtype)
+    if section.lora is not None and section.lora.load_in_4bit:
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}.lora.load_in_4bit: QLoRA needs a CUDA GPU (bitsandbytes)")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+class ThroughputCallback:
+    """Adds tokens/s to the logs (TRL logs num_tokens; rate needs a clock)."""
+
+    def __init__(self):
+        self.t0 = self.tokens0 = None
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs is None or "num_tokens" not in logs:
+            return
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0, self.tokens0 = now, logs["num_tokens"]
+        elif now > self.t0:
+            rate = round((logs["num_tokens"] - self.tokens0) / (now - self.t0), 1)
+            logs["tokens_per_s"] = rate  # console
+            if state.log_history and state.log_history[-1].get("num_tokens") == logs["num_tokens"]:
+                state.log_history[-1]["tokens_per_s"] = rate  # saved history (appended before on_log)
+
+
+def _as_callback(obj):
+    from transformers import TrainerCallback
+
+    class _CB(TrainerCallback):
+        def on_log(self, *a, **kw):
+            return obj.on_log(*a, **kw)
+
+    return _CB()
+
+
+def load_inputs(cfg: RecipeConfig, section: TrainConfig, key: str, dataset_default: Path, train_dataset=None):
+    """Everything that can be wrong with the user's input, checked before any output is written."""
+    set_threads(cfg.num_threads)
+    student_src = section.init_from or cfg.need("student").path
+    path = resolve(student_src, cfg.student.gguf_file if cfg.student and not section.init_from else None)
+    opts = load_options(cfg.student if not section.init_from else None)
+    tok = load_tokenizer(path, cfg.student.chat_template if cfg.student else None, **opts)
+    prepare_tokenizer(tok, section, key)
+    notes = {}
+    if train_dataset is None:
+        train_dataset = load_messages(section.dataset or str(dataset_default), section.reasoning_format,
+                                      f"{key}.dataset")
+        check_reasoning_kept(tok, train_dataset, key)
+        notes["prompt_only_rows"] = count_prompt_only(tok, train_dataset, section.max_length, key)
+    return path, tok, train_dataset, notes
+
+
+def count_prompt_only(tok, ds, max_length: int, key: str) -> int:
+    """Rows whose prompt alone fills max_length train on nothing (truncation cuts the whole answer)."""
+    n = 0
+    for ex in ds:
+        msgs = ex["messages"]
+        prompt = msgs[:-1] if msgs and msgs[-1]["role"] == "assistant" else msgs
+        ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        n += len(ids) >= max_length
+    if n and n == len(ds):
+        raise DataError(f"{key}.max_length: {max_length} tokens: every one of the {n} rows has a prompt at least "
+                        "that long, so no answer token would be trained; raise it")
+    if n:
+        log.warning("%s: %d of %d rows have a prompt of >= %d tokens (%s.max_length) and train on nothing",
+                    key, n, len(ds), max_length, key)
+    return n
+
+
+def build_trainer(cfg: RecipeConfig, section: TrainConfig, key: str, out: Path, dataset_default: Path,
+                  trainer_cls=None, args_cls=None, model=None, train_dataset=None, inputs=None, **extra):
+    from trl import SFTTrainer
+
+    path, tok, train_dataset, _ = inputs or load_inputs(cfg, section, key, dataset_default, train_dataset)
+    model = model or load_student(path, section, key, cfg.student if not section.init_from else None)
+    args = trl_args(section, out, args_cls, **extra)
+    trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_dataset,
+                                          processing_class=tok, peft_config=peft_config(section),
+                                          callbacks=[_as_callback(ThroughputCallback())])
+    return trainer, tok, path
+
+
+def last_checkpoint(out: Path) -> str | None:
+    """The newest complete checkpoint. A kill during saving leaves a checkpoint dir without its
+    trainer_state.json (written last); resuming from it would fail, so it is skipped."""
+    ck = out / "checkpoints"
+    found = sorted((int(p.name.split("-")[1]), p) for p in ck.glob("checkpoint-*")
+                   if p.name.split("-")[1].isdigit()) if ck.is_dir() else []
+    for step, p in reversed(found):
+        if (p / "trainer_state.json").is_file():
+            return str(p)
+        log.warning("skipping incomplete checkpoint %s (interrupted while saving)", p)
+    return None
+
+
+def save_final(trainer, tok, section: TrainConfig, out: Path) -> Path:
+    """Save a model that loads with AutoModelForCausalLM and stops at the end of its turn.
+
+    Full models go through trainer.save_model (gathers ZeRO-3 / FSDP shards); files are written aside and
+    renamed by the main process, so a crash never leaves half a model."""
+    import shutil
+
+    main = trainer.accelerator.is_main_process
+    model = trainer.model
+    eos_id = tok.convert_tokens_to_ids(tok.eos_token)
+    gen = model.generation_config
+    ids = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    gen.eos_token_id = sorted({i for i in ids if i is not None} | {eos_id})
+    gen.pad_token_id = tok.pad_token_id
+    model.config.eos_token_id = eos_id
+    final, tmp = out / "model", out / "model.tmp"
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if section.lora is None:
+        trainer.save_model(str(tmp))
+    elif main:
+        model.save_pretrained(out / "adapter")
+        tok.save_pretrained(out / "adapter")
+        if not section.lora.merge:
+            return out / "adapter"
+        merged = model.merge_and_unload()
+        merged.generation_config = gen
+        merged.save_pretrained(tmp)
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        tok.save_pretrained(tmp)
+        gen.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def train_stage(cfg: RecipeConfig, key: str, section: TrainConfig, dataset_default: Path, resume: bool,
+                overwrite: bool, hash_keys: tuple[str, ...], **build_kwargs) -> Path:
+    """Shared by sft and kd: manifest, refuse/resume, train, save, log history."""
+    out = cfg.stage_dir(key)
+    store = Store(out)
+    chash = stage_hash(cfg, "student", key, *hash_keys, drop=(f"{key}.output_dir",))
+    # chained by content: a changed upstream dataset (or start model) is a different stage identity
+    upstream = [input_fingerprint(section.dataset or dataset_default)]
+    if section.init_from and Path(section.init_from).exists():
+        upstream.append(input_fingerprint(section.init_from))
+    chash = hashlib.sha256(f"{chash}{upstream}".encode()).hexdigest()[:16]
+    if store.is_complete(chash) and not overwrite:
+        log.info("%s: %s already holds the trained model for this config", key, out)
+        return out / "model"
+    m = store.manifest()
+    if m and m.get("complete") and not overwrite:
+        raise DataError(f"{out}: holds a finished {m.get('stage')} model of another config; "
+                        "pass --overwrite to replace it or choose another output dir")
+    store.check(key, chash, overwrite)  # fail before loading anything
+    inputs = load_inputs(cfg, section, key, dataset_default, build_kwargs.pop("train_dataset", None))
+    resumed = store.prepare(key, chash, {"dataset": section.dataset or str(dataset_default)}, overwrite)
+    trainer, tok, path = build_trainer(cfg, section, key, out, dataset_default, inputs=inputs, **build_kwargs)
+    ckpt = last_checkpoint(out) if (resume or resumed) else None
+    if ckpt:
+        log.info("%s: resuming from %s", key, ckpt)
+    log.info("%s: training %s on %d examples -> %s%s", key, path, len(trainer.train_dataset), out,
+             f" ({inputs[3]['prompt_only_rows']} rows train on nothing: prompt >= max_length)"
+             if inputs[3].get("prompt_only_rows") else "")
+    trainer.train(resume_from_checkpoint=ckpt)
+    final = save_final(trainer, tok, section, out)
+    if trainer.accelerator.is_main_process:
+        atomic_write_text(out / "train_log.json", json.dumps(trainer.state.log_history, indent=1))
+        store.update_manifest(complete=True, model=str(final), base_model=path,
+                              global_step=trainer.state.global_step, **inputs[3])
+    log.info("%s: saved %s", key, final)
+    return final
