@@ -37,6 +37,18 @@ def _config(recipe: Optional[Path], sets: Optional[list[str]], flags: dict) -> R
     return load_recipe(recipe, list(sets or []), flags)
 
 
+def _show_report(path: Path) -> None:
+    """The CLI prints stage summaries; library code only logs."""
+    if path.name == "stats.json" and path.is_file():
+        import json
+
+        from .filter import summary_text
+
+        typer.echo(summary_text(json.loads(path.read_text())))
+    elif path.is_file():
+        typer.echo(path.read_text())
+
+
 def _run(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
@@ -79,6 +91,7 @@ def filter_(recipe: Optional[Path] = RecipeOpt, set_: Optional[list[str]] = SetO
 
     cfg = _run(_config, recipe, set_, {"filter.input_dir": input_dir, "filter.output_dir": output_dir})
     out = _run(run_filter, cfg, overwrite=overwrite)
+    _show_report(out / "stats.json")
     typer.echo(f"filter output: {out}")
 
 
@@ -131,6 +144,7 @@ def eval_(recipe: Optional[Path] = RecipeOpt, set_: Optional[list[str]] = SetOpt
         flags["eval.models"] = list(model)
     cfg = _run(_config, recipe, set_, flags)
     out = _run(run_eval, cfg, overwrite=overwrite)
+    _show_report(out / "report.md")
     typer.echo(f"eval output: {out}")
 
 
@@ -143,7 +157,26 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), set_: Optional[l
     from .pipeline import run_pipeline
 
     cfg = _run(_config, recipe, set_, {})
-    _run(run_pipeline, cfg, stages=stages.split(",") if stages else None, overwrite=overwrite)
+    todo = _run(run_pipeline, cfg, stages=stages.split(",") if stages else None, overwrite=overwrite)
+    if "filter" in todo:
+        _show_report(cfg.stage_dir("filter") / "stats.json")
+    if "eval" in todo:
+        _show_report(cfg.stage_dir("eval") / "report.md")
+        png = cfg.stage_dir("eval") / "report.png"
+        if png.is_file():
+            typer.echo(f"report: {png}")
+
+
+recipe_app = typer.Typer(help="The recipe schema: every key, its default and what it does.")
+app.add_typer(recipe_app, name="recipe")
+
+
+@recipe_app.command("explain")
+def recipe_explain(key: str = typer.Argument("", help="a dotted key or section, e.g. generate.sampling")):
+    """Print a key's type, default and description, or a section's keys."""
+    from .config import explain
+
+    typer.echo(_run(explain, key))
 
 
 @app.command()

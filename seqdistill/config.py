@@ -24,43 +24,45 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     path: str = Field(description="local HF folder, hub id, a .gguf file, or packaged:<name>")
-    revision: str | None = None
-    gguf_file: str | None = None
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    trust_remote_code: bool = False
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit) for weights and tokenizer")
+    gguf_file: str | None = Field(None, description="GGUF file inside `path` to dequantize and cache as safetensors")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto",
+        description="weights dtype when loading (auto: bf16 on GPUs that support it, fp32 on CPU)")
+    trust_remote_code: bool = Field(False,
+        description="allow the model repo's own Python code (tokenizer, model, vLLM)")
     chat_template: str | None = Field(None, description="jinja file replacing the tokenizer's template")
 
 
 class SyntheticConfig(Section):
     """Built-in offline arithmetic word problems (seqdistill.synthetic)."""
 
-    n: int = Field(64, ge=1)
-    split: Literal["train", "test"] = "train"
-    steps: int = Field(2, ge=1, le=8)
-    max_value: int = Field(20, ge=2)
-    seed: int = 0
+    n: int = Field(64, ge=1, description="number of problems")
+    split: Literal["train", "test"] = Field("train", description="train or test: disjoint sets of problems")
+    steps: int = Field(2, ge=1, le=8, description="arithmetic steps per problem (difficulty)")
+    max_value: int = Field(20, ge=2, description="largest number in a problem")
+    seed: int = Field(0, description="generator seed")
 
 
 class FieldMap(Section):
-    question: str = "question"
-    answer: str | None = "answer"
-    id: str | None = None
+    question: str = Field("question", description="column holding the question")
+    answer: str | None = Field("answer", description="column holding the gold answer (null: none)")
+    id: str | None = Field(None, description="column holding a stable id (null: a hash of the question)")
 
 
 class DataConfig(Section):
     """A prompt set: exactly one of `path` (local jsonl/parquet/csv), `hub` (datasets name) or `synthetic`."""
 
-    name: str | None = None
-    path: str | None = None
-    hub: str | None = None
-    hub_config: str | None = None
-    split: str = "train"
-    synthetic: SyntheticConfig | None = None
-    fields: FieldMap = FieldMap()
-    task: str = "math"
-    limit: int | None = Field(None, ge=1)
-    shuffle: bool = False
-    seed: int = 0
+    name: str | None = Field(None, description="label used in reports (default: derived from the source)")
+    path: str | None = Field(None, description="local .jsonl / .parquet / .csv file")
+    hub: str | None = Field(None, description="`datasets` hub name")
+    hub_config: str | None = Field(None, description="hub dataset config name")
+    split: str = Field("train", description="hub split")
+    synthetic: SyntheticConfig | None = Field(None, description="built-in arithmetic word problems")
+    fields: FieldMap = Field(FieldMap(), description="column names to read")
+    task: str = Field("math", description="answer conventions for verification: gsm8k, math, aime, amc, arithmetic")
+    limit: int | None = Field(None, ge=1, description="first N problems only")
+    shuffle: bool = Field(False, description="shuffle before `limit`")
+    seed: int = Field(0, description="shuffle seed")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -79,118 +81,126 @@ class DataConfig(Section):
 
 class PromptConfig(Section):
     template: str = Field("math_boxed", description="name of a file in prompts/ or a path to one")
-    system: str | None = None
+    system: str | None = Field(None, description="system message (null: none)")
     prefill: str | None = Field(None, description="assistant text the teacher continues, e.g. '<think>\\n'")
 
 
 class SamplingConfig(Section):
-    n: int = Field(1, ge=1)
-    temperature: float = Field(0.6, ge=0.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=1)
-    max_tokens: int = Field(1024, ge=1)
-    seed: int = 0
-    stop: list[str] = []
+    n: int = Field(1, ge=1, description="samples per prompt")
+    temperature: float = Field(0.6, ge=0.0, description="sampling temperature (0: greedy)")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling mass")
+    top_k: int | None = Field(None, ge=1, description="sample only among the k most likely tokens (null: off)")
+    max_tokens: int = Field(1024, ge=1, description="generation budget per sample")
+    seed: int = Field(0, description="base seed (each prompt and sample derives its own)")
+    stop: list[str] = Field([], description="strings that end a sample")
 
 
 class OpenAIConfig(Section):
-    base_url: str = "http://127.0.0.1:8000/v1"
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint")
     model: str | None = Field(None, description="served model name; defaults to teacher.path")
     api_key_env: str | None = Field("OPENAI_API_KEY", description="env var holding the key; never logged")
-    concurrency: int = Field(8, ge=1)
-    max_retries: int = Field(6, ge=0)
-    timeout_s: float = Field(600.0, gt=0)
-    backoff_base_s: float = Field(1.0, ge=0)
-    backoff_max_s: float = Field(60.0, ge=0)
+    concurrency: int = Field(8, ge=1, description="requests in flight")
+    max_retries: int = Field(6, ge=0, description="retries on 429 / 5xx / timeouts / dropped connections")
+    timeout_s: float = Field(600.0, gt=0, description="seconds per request")
+    backoff_base_s: float = Field(1.0, ge=0, description="first retry delay (doubles, with jitter)")
+    backoff_max_s: float = Field(60.0, ge=0, description="longest retry delay")
 
 
-Backend = Literal["hf", "vllm", "openai"]
+BackendName = Literal["hf", "vllm", "openai"]
 
 
 class GenerateConfig(Section):
-    backend: Backend = "hf"
-    output_dir: str | None = None
-    sampling: SamplingConfig = SamplingConfig()
+    backend: BackendName = Field("hf", description="hf | vllm | openai")
+    output_dir: str | None = Field(None, description="default: RUN_DIR/generate")
+    sampling: SamplingConfig = Field(SamplingConfig(), description="how the teacher samples")
     batch_size: int = Field(8, ge=1, description="prompts per batch (also the resume unit)")
     logprobs: int | None = Field(None, ge=1, le=256, description="capture the teacher's top-K logprobs")
-    shard: str = Field("0/1", pattern=r"^\d+/\d+$")
+    shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/N: this process's slice of the prompts")
     vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
-    openai: OpenAIConfig = OpenAIConfig()
+    openai: OpenAIConfig = Field(OpenAIConfig(), description="settings for backend: openai")
 
 
 class FilterConfig(Section):
-    input_dir: str | None = None
-    output_dir: str | None = None
+    input_dir: str | None = Field(None, description="a generate output dir (default: RUN_DIR/generate)")
+    output_dir: str | None = Field(None, description="default: RUN_DIR/filter")
     require_correct: bool = Field(True, description="false: keep traces whatever the verdict (to compare)")
-    keep_unverifiable: bool = False
-    drop_truncated: bool = True
-    drop_unclosed_think: bool = True
-    drop_garbage: bool = True
+    keep_unverifiable: bool = Field(False, description="keep traces the verifier cannot decide")
+    drop_truncated: bool = Field(True, description="reject traces cut off by max_tokens")
+    drop_unclosed_think: bool = Field(True, description="reject traces whose <think> never closes")
+    drop_garbage: bool = Field(True, description="reject mojibake, control characters and looping text")
     require_boxed: bool | None = Field(None, description="None: when the prompt template asks for \\boxed{}")
-    min_tokens: int | None = None
-    max_tokens: int | None = None
-    dedup: bool = True
-    near_dup_threshold: float | None = Field(0.9, gt=0.0, le=1.0)
-    near_dup_ngram: int = Field(5, ge=1)
-    decontaminate: list[DataConfig] = []
-    decontam_ngram: int = Field(8, ge=1)
-    drop_contaminated: bool = True
-    select: Literal["all", "first_k", "shortest_k"] = "all"
-    k: int | None = Field(None, ge=1)
-    pass_rate_min: float = Field(0.0, ge=0.0, le=1.0)
-    pass_rate_max: float = Field(1.0, ge=0.0, le=1.0)
-    num_workers: int = Field(2, ge=1)
-    timeout_s: float = Field(5.0, gt=0)
+    min_tokens: int | None = Field(None, description="reject shorter traces")
+    max_tokens: int | None = Field(None, description="reject longer traces")
+    dedup: bool = Field(True, description="reject exact duplicates within a prompt's samples")
+    near_dup_threshold: float | None = Field(0.9, gt=0.0, le=1.0,
+        description="reject samples this similar (word n-gram Jaccard) to a kept one; null: off")
+    near_dup_ngram: int = Field(5, ge=1, description="n-gram size for near-duplicate detection")
+    decontaminate: list[DataConfig] = Field([],
+        description="benchmarks whose questions must not appear in the training prompts")
+    decontam_ngram: int = Field(8, ge=1, description="word n-gram size for decontamination")
+    drop_contaminated: bool = Field(True, description="reject contaminated prompts (false: only count them)")
+    select: Literal["all", "first_k", "shortest_k"] = Field("all",
+        description="all, or first_k / shortest_k correct traces per prompt")
+    k: int | None = Field(None, ge=1, description="traces per prompt for select")
+    pass_rate_min: float = Field(0.0, ge=0.0, le=1.0,
+        description="keep prompts whose teacher pass rate is at least this")
+    pass_rate_max: float = Field(1.0, ge=0.0, le=1.0, description="... and at most this")
+    num_workers: int = Field(2, ge=1, description="verifier worker processes")
+    timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
 
 
-class LoraConfig(Section):
-    r: int = Field(16, ge=1)
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
-    merge: bool = True
-    load_in_4bit: bool = False
+class LoraSection(Section):
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: int = Field(32, description="adapter scaling")
+    dropout: float = Field(0.05, description="adapter dropout")
+    target_modules: list[str] | str = Field("all-linear", description="modules to adapt (all-linear or a list)")
+    merge: bool = Field(True, description="merge the adapter into the saved model")
+    load_in_4bit: bool = Field(False, description="QLoRA: 4-bit base weights (CUDA only)")
 
 
-class TrainConfig(Section):
+class TrainSection(Section):
     dataset: str | None = Field(None, description="dir with a messages column (default: filter's kept/)")
-    output_dir: str | None = None
+    output_dir: str | None = Field(None, description="default: RUN_DIR/<stage>")
     init_from: str | None = Field(None, description="model to start from (default: student.path)")
-    max_length: int = 2048
-    packing: bool = True
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    learning_rate: float = 1e-5
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
+    max_length: int = Field(2048, description="tokens per training row (longer rows are cut)")
+    packing: bool = Field(True, description="pack rows into max_length sequences (padding-free)")
+    num_train_epochs: float = Field(1.0, description="passes over the data")
+    max_steps: int = Field(-1, description="optimizer steps (-1: from epochs)")
+    learning_rate: float = Field(1e-5, description="peak learning rate")
+    lr_scheduler_type: str = Field("cosine", description="transformers scheduler name")
+    warmup_ratio: float = Field(0.03, description="warmup as a fraction of the steps")
+    weight_decay: float = Field(0.0, description="AdamW weight decay")
+    per_device_train_batch_size: int = Field(1, description="rows per device per micro-batch")
+    gradient_accumulation_steps: int = Field(1, description="micro-batches per optimizer step")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
     bf16: bool | None = Field(None, description="None: bf16 where supported, fp32 on CPU")
-    use_liger_kernel: bool = False
-    logging_steps: int = 1
-    save_steps: int = 100
-    save_total_limit: int | None = 2
-    report_to: str = "none"
-    seed: int = 0
+    use_liger_kernel: bool = Field(False, description="fused Liger kernels when installed")
+    logging_steps: int = Field(1, description="log every N steps")
+    save_steps: int = Field(100, description="checkpoint every N steps (resume point)")
+    save_total_limit: int | None = Field(2, description="checkpoints kept")
+    report_to: str = Field("none", description="trackers: none, tensorboard, trackio, wandb, ...")
+    seed: int = Field(0, description="training seed")
     training_template: str | None = Field(None, description="jinja with {% generation %} markers")
-    reasoning_format: Literal["keep", "strip"] = "keep"
-    lora: LoraConfig | None = None
+    reasoning_format: Literal["keep", "strip"] = Field("keep",
+        description="keep or strip <think> reasoning in the training text")
+    lora: LoraSection | None = Field(None, description="train a LoRA adapter instead of all weights")
 
 
-class SFTConfig(TrainConfig):
-    pass
+class SFTSection(TrainSection):
+    """sft: the stage-3 training settings (named apart from trl.SFTConfig, which it is turned into)."""
 
 
-class KDConfig(TrainConfig):
-    mode: Literal["auto", "offline", "online", "on-policy"] = "auto"
+class KDSection(TrainSection):
+    mode: Literal["auto", "offline", "online", "on-policy"] = Field("auto",
+        description="auto (offline if logprobs were captured, else online), offline, online, on-policy")
     packing: bool = Field(False, description="online mode only: pack rows (offline/on-policy refuse true)")
-    alpha: float = Field(0.5, ge=0.0, le=1.0)
-    temperature: float = Field(1.0, gt=0.0)
-    divergence: Literal["forward", "reverse", "jsd"] = "forward"
-    jsd_beta: float = Field(0.5, gt=0.0, lt=1.0)
-    tail: Literal["bucket", "renorm"] = "bucket"
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the KD term: (1-alpha)·CE + alpha·T²·KD")
+    temperature: float = Field(1.0, gt=0.0, description="softens teacher and student (bucket tail needs 1)")
+    divergence: Literal["forward", "reverse", "jsd"] = Field("forward",
+        description="forward KL, reverse KL or generalized JSD")
+    jsd_beta: float = Field(0.5, gt=0.0, lt=1.0, description="JSD interpolation weight")
+    tail: Literal["bucket", "renorm"] = Field("bucket",
+        description="top-K teachers: bucket (missing mass as one category) or renorm (support only)")
     chunk_size: int = Field(256, ge=1, description="online mode: tokens per logit chunk")
     max_new_tokens: int = Field(128, ge=1, description="on-policy mode: student generation length")
 
@@ -204,26 +214,28 @@ class EvalConfig(Section):
     num_workers: int = Field(2, ge=1, description="verifier worker processes")
     timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="backend: openai endpoint settings")
-    models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"])
-    output_dir: str | None = None
-    backend: Backend = "hf"
-    sampling: SamplingConfig = SamplingConfig(temperature=0.6, top_p=0.95, max_tokens=32768)
-    batch_size: int = Field(8, ge=1)
-    vllm: dict[str, Any] = Field(default_factory=dict)
+    models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"],
+        description="teacher, student, sft, kd, final, or model folders")
+    output_dir: str | None = Field(None, description="default: RUN_DIR/eval")
+    backend: BackendName = Field("hf", description="hf | vllm | openai")
+    sampling: SamplingConfig = Field(SamplingConfig(temperature=0.6, top_p=0.95, max_tokens=32768),
+        description="how every model samples (k = sampling.n)")
+    batch_size: int = Field(8, ge=1, description="prompts per batch")
+    vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
 
 
 class RecipeConfig(Section):
-    run_dir: str = "runs/default"
+    run_dir: str = Field("runs/default", description="where every stage writes its subdir")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: all cores)")
-    teacher: ModelConfig | None = None
-    student: ModelConfig | None = None
-    data: DataConfig = DataConfig(synthetic=SyntheticConfig())
-    prompt: PromptConfig = PromptConfig()
-    generate: GenerateConfig = GenerateConfig()
-    filter: FilterConfig = FilterConfig()
-    sft: SFTConfig = SFTConfig()
-    kd: KDConfig | None = None
-    eval: EvalConfig = EvalConfig()
+    teacher: ModelConfig | None = Field(None, description="the model that writes traces")
+    student: ModelConfig | None = Field(None, description="the model being trained")
+    data: DataConfig = Field(DataConfig(synthetic=SyntheticConfig()), description="training prompts")
+    prompt: PromptConfig = Field(PromptConfig(), description="how a question becomes a chat prompt")
+    generate: GenerateConfig = Field(GenerateConfig(), description="stage 1")
+    filter: FilterConfig = Field(FilterConfig(), description="stage 2")
+    sft: SFTSection = Field(SFTSection(), description="stage 3")
+    kd: KDSection | None = Field(None, description="stage 4 (optional)")
+    eval: EvalConfig = Field(EvalConfig(), description="stage 5")
 
     def stage_dir(self, stage: str) -> Path:
         explicit = getattr(getattr(self, stage), "output_dir", None) if getattr(self, stage) else None
@@ -336,3 +348,45 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | dict | No
     if overrides or any(v is not None for v in (flags or {}).values()):
         source += " (with overrides)"
     return validate(data, source)
+
+
+# ---------------------------------------------------------------- reference (`seqdistill recipe explain`)
+def _section_type(annotation):
+    for t in getattr(annotation, "__args__", ()) + (annotation,):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+    return None
+
+
+def _type_name(annotation) -> str:
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def explain(key: str = "") -> str:
+    """The schema reference for a dotted key: a field's type, default and description, or a section's fields."""
+    model, path = RecipeConfig, []
+    field = None
+    for part in [p for p in key.split(".") if p]:
+        if model is None or part not in model.model_fields:
+            where = ".".join(path) or "the recipe"
+            known = sorted(model.model_fields) if model else []
+            raise ConfigError(f"recipe explain {key}: {where} has no key {part!r}; keys: {', '.join(known)}")
+        field = model.model_fields[part]
+        path.append(part)
+        model = _section_type(field.annotation)
+    lines = []
+    if field is not None:
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        if isinstance(field.get_default(call_default_factory=True), BaseModel):
+            default = "(section)"
+        lines.append(f"{key}: {_type_name(field.annotation)} = {default}\n  {field.description or ''}")
+    if model is not None:
+        doc = (model.__doc__ or "").strip()
+        if doc and field is None:
+            lines.append(doc)
+        for name, f in model.model_fields.items():
+            sub = _section_type(f.annotation)
+            default = "required" if f.is_required() else (
+                "(section)" if sub else repr(f.get_default(call_default_factory=True)))
+            lines.append(f"  {'.'.join(path + [name]):<40} {default:<14} {f.description or ''}")
+    return "\n".join(lines)

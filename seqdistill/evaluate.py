@@ -206,9 +206,7 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     table = markdown_table(report)
     atomic_write_text(out / "report.md", table + "\n")
     png = _plot(report, lengths, out / "report.png")
-    print(table)
-    if png:
-        print(f"\nreport: {png}")
+    log.info("eval: wrote %s%s", out / "report.md", f" and {png}" if png else "")
     Store(out).update_manifest(stage="eval", complete=True, config_hash=base_hash)
     return out
 

@@ -143,7 +143,7 @@ def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
     }
 
 
-def print_summary(stats: dict) -> None:
+def summary_text(stats: dict) -> str:
     lines = [f"filter: kept {stats['kept']} / {stats['input_records']} traces "
              f"({stats['prompts_with_kept']} / {stats['prompts']} prompts)"]
     for reason, n in stats["reject_reasons"].items():
@@ -153,7 +153,7 @@ def print_summary(stats: dict) -> None:
     lines.append("  pass-rate histogram " + " ".join(f"{k}:{v}" for k, v in stats["pass_rate_histogram"].items()))
     if stats["contamination_hits"]:
         lines.append(f"  contaminated prompts per benchmark {stats['contamination_hits']}")
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
@@ -205,7 +205,7 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     stats = summarize(records, kept, rejected, extra, verify_stats, time.perf_counter() - t0)
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2))
     store.update_manifest(complete=True, records=len(kept), rejected=len(rejected))
-    print_summary(stats)
+    log.info("%s", summary_text(stats))
     return out
 
 

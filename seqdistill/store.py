@@ -150,7 +150,7 @@ class Store:
         if (m is not None or foreign) and not overwrite:
             what = (f"holds {m.get('stage')} output of another config (hash {m.get('config_hash')}, "
                     f"this one {config_hash})" if m else f"is not empty ({', '.join(sorted(foreign)[:3])})")
-            raise SeqdistillError(f"{self.root}: {what}; refusing to overwrite. "
+            raise DataError(f"{self.root}: {what}; refusing to overwrite. "
                                   "Use another output dir or pass --overwrite")
         return False
 

@@ -14,7 +14,7 @@ import re
 import time
 from pathlib import Path
 
-from .config import RecipeConfig, TrainConfig, stage_hash
+from .config import RecipeConfig, TrainSection, stage_hash
 from .errors import ConfigError, DataError
 from .models import load_options, load_tokenizer, resolve, set_threads
 from .store import Store, atomic_write_text, input_fingerprint
@@ -95,7 +95,7 @@ def end_of_turn_token(tok) -> str:
                       "Use a template whose assistant turn ends in a special token (student.chat_template)")
 
 
-def prepare_tokenizer(tok, section: TrainConfig, key: str):
+def prepare_tokenizer(tok, section: TrainSection, key: str):
     """Give the tokenizer a chat template with {% generation %} markers, or fail with the fix."""
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
@@ -137,7 +137,7 @@ def check_reasoning_kept(tok, ds, key: str) -> None:
 
 
 # ------------------------------------------------------------------ trainer
-def _bf16(section: TrainConfig) -> bool:
+def _bf16(section: TrainSection) -> bool:
     import torch
 
     if section.bf16 is not None:
@@ -145,7 +145,7 @@ def _bf16(section: TrainConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def trl_args(section: TrainConfig, out: Path, args_cls=None, **extra):
+def trl_args(section: TrainSection, out: Path, args_cls=None, **extra):
     import torch
     from trl import SFTConfig
 
@@ -169,7 +169,7 @@ def trl_args(section: TrainConfig, out: Path, args_cls=None, **extra):
     return (args_cls or SFTConfig)(**kwargs)
 
 
-def peft_config(section: TrainConfig):
+def peft_config(section: TrainSection):
     if section.lora is None:
         return None
     from peft import LoraConfig
@@ -179,7 +179,7 @@ def peft_config(section: TrainConfig):
                       task_type="CAUSAL_LM")
 
 
-def load_student(path: str, section: TrainConfig, key: str, mcfg=None):
+def load_student(path: str, section: TrainSection, key: str, mcfg=None):
     """`mcfg`: the student's ModelConfig when training starts from it (its revision, trust_remote_code and an
     explicit dtype apply); None when starting from a trained folder (init_from)."""
     import torch
@@ -227,7 +227,7 @@ def _as_callback(obj):
     return _CB()
 
 
-def load_inputs(cfg: RecipeConfig, section: TrainConfig, key: str, dataset_default: Path, train_dataset=None):
+def load_inputs(cfg: RecipeConfig, section: TrainSection, key: str, dataset_default: Path, train_dataset=None):
     """Everything that can be wrong with the user's input, checked before any output is written."""
     set_threads(cfg.num_threads)
     student_src = section.init_from or cfg.need("student").path
@@ -262,7 +262,7 @@ def count_prompt_only(tok, ds, max_length: int, key: str) -> int:
     return n
 
 
-def build_trainer(cfg: RecipeConfig, section: TrainConfig, key: str, out: Path, dataset_default: Path,
+def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path, dataset_default: Path,
                   trainer_cls=None, args_cls=None, model=None, train_dataset=None, inputs=None, **extra):
     from trl import SFTTrainer
 
@@ -288,7 +288,7 @@ def last_checkpoint(out: Path) -> str | None:
     return None
 
 
-def save_final(trainer, tok, section: TrainConfig, out: Path) -> Path:
+def save_final(trainer, tok, section: TrainSection, out: Path) -> Path:
     """Save a model that loads with AutoModelForCausalLM and stops at the end of its turn.
 
     Full models go through trainer.save_model (gathers ZeRO-3 / FSDP shards); files are written aside and
@@ -326,7 +326,7 @@ def save_final(trainer, tok, section: TrainConfig, out: Path) -> Path:
     return final
 
 
-def train_stage(cfg: RecipeConfig, key: str, section: TrainConfig, dataset_default: Path, resume: bool,
+def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_default: Path, resume: bool,
                 overwrite: bool, hash_keys: tuple[str, ...], **build_kwargs) -> Path:
     """Shared by sft and kd: manifest, refuse/resume, train, save, log history."""
     out = cfg.stage_dir(key)

@@ -188,7 +188,7 @@ def test_resume_skips_a_checkpoint_cut_off_while_saving(tmp_path):
 def test_end_of_turn_found_from_the_template_even_when_not_a_named_special_token(tiny, tmp_path):
     from transformers import AutoTokenizer
 
-    from seqdistill.config import SFTConfig
+    from seqdistill.config import SFTSection
     from seqdistill.errors import ConfigError
     from seqdistill.train import end_of_turn_token, prepare_tokenizer
 
@@ -196,7 +196,7 @@ def test_end_of_turn_found_from_the_template_even_when_not_a_named_special_token
     tok.eos_token = "<|endoftext|>"  # <|im_end|> is now an added token that no special-token name lists
     assert tok.convert_tokens_to_ids("<|im_end|>") not in tok.all_special_ids
     assert end_of_turn_token(tok) == "<|im_end|>"
-    prepare_tokenizer(tok, SFTConfig(), "sft")
+    prepare_tokenizer(tok, SFTSection(), "sft")
     assert tok.eos_token == "<|im_end|>"  # the saved student will stop at the end of its turn
     plain = AutoTokenizer.from_pretrained(tiny["tokdir"])
     plain.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n\n{% endfor %}"
