@@ -102,3 +102,21 @@ def make_cfg(tmp_path, tiny):
         return validate(recipe(tmp_path, tiny, **sections))
 
     return _make
+
+
+def write_recipe(tmp_path: Path, tiny: dict, name: str = "r.yaml", **sections) -> Path:
+    """recipe(...) saved as YAML, for tests that run the CLI in a subprocess."""
+    import yaml
+
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(recipe(tmp_path, tiny, **sections)))
+    return path
+
+
+def cli(*args: str, env: dict | None = None):
+    """`seqdistill ARGS` in a fresh process (one thread), as a user would run it; returns CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "seqdistill.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})

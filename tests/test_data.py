@@ -55,14 +55,32 @@ def test_missing_file_and_bad_suffix(tmp_path):
         load_prompts(DataConfig(path=str(tmp_path / "x.txt")))
 
 
+def _replay(question: str) -> int:
+    import re
+
+    value = None
+    for sentence in re.split(r"(?<=\.) ", question):
+        if m := re.fullmatch(r"\w+ has (\d+) \w+\.", sentence):
+            value = int(m.group(1))
+        elif m := re.fullmatch(r"\w+ gets (\d+) more \w+\.", sentence):
+            value += int(m.group(1))
+        elif m := re.fullmatch(r"\w+ gives away (\d+) \w+\.", sentence):
+            value -= int(m.group(1))
+        elif m := re.fullmatch(r"Then \w+ (doubles|triples|quadruples) the number of \w+\.", sentence):
+            value *= {"doubles": 2, "triples": 3, "quadruples": 4}[m.group(1)]
+        else:
+            assert sentence.startswith("How many"), sentence
+    return value
+
+
 def test_synthetic_is_seeded_exact_and_splits_are_disjoint():
     train = make_problems(100, "train", steps=3, max_value=30)
     assert train == make_problems(100, "train", steps=3, max_value=30)
     test = make_problems(40, "test", steps=3, max_value=30)
     assert not {p["question"] for p in train} & {p["question"] for p in test}
-    # answers are exact: recompute one by replaying the sentences
-    p = make_problems(1, "train", steps=1, max_value=10)[0]
-    assert int(p["answer"]) >= 0 and p["question"].endswith("now?")
+    # answers are exact: recompute each by replaying its sentences
+    for p in make_problems(30, "train", steps=4, max_value=20) + test:
+        assert int(p["answer"]) == _replay(p["question"]) and p["question"].endswith("now?")
     harder = make_problems(20, "train", steps=5, max_value=99)
     assert max(int(p["answer"]) for p in harder) > max(int(p["answer"]) for p in make_problems(20, "train", 1, 5))
 

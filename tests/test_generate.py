@@ -6,14 +6,13 @@ import time
 
 import numpy as np
 import pytest
-import yaml
 
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.records import decode_topk, encode_topk
 from seqdistill.store import Store
 
-from conftest import REPO, recipe
+from conftest import REPO, write_recipe
 
 
 def records(out):
@@ -102,28 +101,26 @@ def test_rerun_of_finished_config_generates_nothing(make_cfg):
 
 
 def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path, tiny):
-    data = recipe(tmp_path, tiny, data={"synthetic": {"n": 40}, "task": "arithmetic"},
-                  generate={"batch_size": 1, "sampling": {"n": 2, "max_tokens": 48, "temperature": 1.0}})
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_recipe(tmp_path, tiny, data={"synthetic": {"n": 40}, "task": "arithmetic"},
+                        generate={"batch_size": 1, "sampling": {"n": 2, "max_tokens": 48, "temperature": 1.0}})
     cmd = [sys.executable, "-m", "seqdistill.cli", "generate", "-r", str(path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shards = tmp_path / "run" / "generate" / "data"
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(shards.glob("*.parquet"))) < 3:
+    while time.time() < deadline and len(Store(shards.parent).shard_files()) < 3:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = Store(shards.parent).count()
     assert 0 < partial < 80, "the kill must land mid-run"
     assert not Store(shards.parent).is_complete()
-    first_files = set(shards.glob("*.parquet"))
+    first_files = set(Store(shards.parent).shard_files())  # data shards (pathlib's glob also sees .tmp-*)
     subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
     recs = records(shards.parent)
     keys = [(r["prompt_id"], r["sample_index"]) for r in recs]
     assert len(keys) == len(set(keys)) == 80
-    assert first_files <= set(shards.glob("*.parquet"))  # earlier shards kept, not regenerated
+    assert first_files <= set(Store(shards.parent).shard_files())  # earlier shards kept, not regenerated
     assert Store(shards.parent).is_complete()
 
 

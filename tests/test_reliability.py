@@ -258,23 +258,16 @@ def _wait(flag, proc, seconds=120):
 
 
 def _recipe(tmp_path, tiny, n=12):
-    import yaml
+    from conftest import write_recipe
 
-    from conftest import recipe
-
-    data = recipe(tmp_path, tiny, data={"synthetic": {"n": n}, "task": "arithmetic"},
-                  generate={"batch_size": 2, "sampling": {"n": 2, "max_tokens": 8, "temperature": 1.0}})
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_recipe(tmp_path, tiny, data={"synthetic": {"n": n}, "task": "arithmetic"},
+                        generate={"batch_size": 2, "sampling": {"n": 2, "max_tokens": 8, "temperature": 1.0}})
 
 
 def test_kill_during_a_shard_write_then_resume(tmp_path, tiny):
     import signal
-    import subprocess
-    import sys
 
-    from conftest import REPO
+    from conftest import cli
 
     path = _recipe(tmp_path, tiny)
     proc = _spawn(tmp_path, path, tmp_path / "flag", hang_after=2)
@@ -283,8 +276,7 @@ def test_kill_during_a_shard_write_then_resume(tmp_path, tiny):
     proc.wait()
     data = tmp_path / "run" / "generate" / "data"
     assert list(data.glob(".tmp-*")), "the kill landed while a temp shard was half written"
-    res = subprocess.run([sys.executable, "-m", "seqdistill.cli", "generate", "-r", str(path)], cwd=REPO,
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = cli("generate", "-r", str(path))
     assert res.returncode == 0, res.stderr[-2000:]
     keys = [(r["prompt_id"], r["sample_index"]) for r in Store(data.parent).records()]
     assert len(keys) == len(set(keys)) == 24 and Store(data.parent).is_complete()
@@ -296,7 +288,7 @@ def test_concurrent_shards_one_writer_killed_mid_write(tmp_path, tiny):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from conftest import REPO, cli
 
     path = _recipe(tmp_path, tiny, n=16)
     victim = _spawn(tmp_path, path, tmp_path / "flag", shard="0/2", hang_after=1)
@@ -311,8 +303,7 @@ def test_concurrent_shards_one_writer_killed_mid_write(tmp_path, tiny):
     victim.wait()
     _, err = healthy.communicate(timeout=300)
     assert healthy.returncode == 0, err[-2000:]  # the healthy writer never reads the temp file
-    rerun = subprocess.run([sys.executable, "-m", "seqdistill.cli", "generate", "-r", str(path), "--shard", "0/2"],
-                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    rerun = cli("generate", "-r", str(path), "--shard", "0/2")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     store = Store(tmp_path / "run" / "generate")
     keys = [(r["prompt_id"], r["sample_index"]) for r in store.records()]
