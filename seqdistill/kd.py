@@ -22,9 +22,9 @@ from torch.utils.checkpoint import checkpoint
 from .config import RecipeConfig
 from .errors import ConfigError, DataError
 from .kd_loss import IGNORE_INDEX, kd_loss
-from .models import load_options, load_tokenizer, resolve
+from .models import default_device, load_options, load_tokenizer, pick_dtype, resolve
 from .records import decode_topk, has_topk
-from .train import dataset_files, train_stage
+from .train import dataset_files, student_source, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +199,8 @@ def _load_teacher(cfg: RecipeConfig):
 
     teacher = cfg.need("teacher")
     path = resolve(teacher.path, teacher.gguf_file)
-    dtype = (getattr(torch, teacher.dtype) if teacher.dtype != "auto"
-             else torch.float32 if not torch.cuda.is_available() else torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load_options(teacher))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(teacher.dtype, default_device()),
+                                                 **load_options(teacher))
     for p in model.parameters():
         p.requires_grad_(False)
     return path, model
@@ -234,8 +233,7 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
     if mode == "offline" and not has_logprobs(records):
         raise DataError(f"kd.mode offline: {source} has records without teacher logprobs; generate with "
                         "generate.logprobs: K, or use kd.mode: online")
-    student_path = resolve(k.init_from or cfg.need("student").path)
-    student_tok = load_tokenizer(student_path, cfg.student.chat_template if cfg.student else None)
+    student = student_path, student_tok = student_source(cfg, k)
     # every mode: the teacher's token ids must mean the same words to the student (offline included:
     # its stored ids and top-K rows are teacher ids)
     check_vocab(load_tokenizer(teacher_path(cfg, records, mode), **load_options(cfg.teacher)), student_tok)
@@ -256,19 +254,21 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
         ds = topk_dataset(records, k.max_length, vocab, student_tok)
         trainer_cls = functools.partial(Trainer, kd=k, data_collator=functools.partial(
             collate_topk, pad_id=student_tok.pad_token_id))
-        return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), trainer_cls=trainer_cls,
+        return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), student=student,
+                           trainer_cls=trainer_cls,
                            train_dataset=ds, packing=False, assistant_only_loss=False,
                            dataset_kwargs={"skip_prepare_dataset": True}, **extra)
     if mode == "online":
         _, teacher = _load_teacher(cfg)
         trainer_cls = functools.partial(Trainer, kd=k, teacher=teacher)
-        return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",),
+        return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), student=student,
                            trainer_cls=trainer_cls, **extra)
     from trl.experimental.gkd import GKDConfig, GKDTrainer
 
     _, teacher = _load_teacher(cfg)
     beta = {"forward": 0.0, "reverse": 1.0, "jsd": k.jsd_beta}[k.divergence]
     trainer_cls = functools.partial(GKDTrainer, teacher_model=teacher)
-    return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), trainer_cls=trainer_cls,
+    return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), student=student,
+                       trainer_cls=trainer_cls,
                        args_cls=GKDConfig, lmbda=1.0, beta=beta, temperature=k.temperature,
                        max_new_tokens=k.max_new_tokens, seq_kd=False, packing=False, **extra)

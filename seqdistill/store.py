@@ -20,7 +20,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DataError, SeqdistillError
+from .errors import DataError
 
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine"

@@ -227,13 +227,21 @@ def _as_callback(obj):
     return _CB()
 
 
-def load_inputs(cfg: RecipeConfig, section: TrainSection, key: str, dataset_default: Path, train_dataset=None):
-    """Everything that can be wrong with the user's input, checked before any output is written."""
+def student_source(cfg: RecipeConfig, section: TrainSection) -> tuple[str, object]:
+    """(path, tokenizer) of the model training starts from: `init_from` (a trained folder), else `student`
+    with its gguf_file, revision and trust_remote_code. The one place this is resolved (sft and kd)."""
+    mcfg = None if section.init_from else cfg.need("student")
+    path = resolve(section.init_from or mcfg.path, mcfg.gguf_file if mcfg else None)
+    tok = load_tokenizer(path, cfg.student.chat_template if cfg.student else None, **load_options(mcfg))
+    return path, tok
+
+
+def load_inputs(cfg: RecipeConfig, section: TrainSection, key: str, dataset_default: Path, train_dataset=None,
+                source: tuple[str, object] | None = None):
+    """Everything that can be wrong with the user's input, checked before any output is written.
+    `source`: the (path, tokenizer) a stage already resolved with student_source."""
     set_threads(cfg.num_threads)
-    student_src = section.init_from or cfg.need("student").path
-    path = resolve(student_src, cfg.student.gguf_file if cfg.student and not section.init_from else None)
-    opts = load_options(cfg.student if not section.init_from else None)
-    tok = load_tokenizer(path, cfg.student.chat_template if cfg.student else None, **opts)
+    path, tok = source or student_source(cfg, section)
     prepare_tokenizer(tok, section, key)
     notes = {}
     if train_dataset is None:
@@ -263,10 +271,11 @@ def count_prompt_only(tok, ds, max_length: int, key: str) -> int:
 
 
 def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path, dataset_default: Path,
-                  trainer_cls=None, args_cls=None, model=None, train_dataset=None, inputs=None, **extra):
+                  trainer_cls=None, args_cls=None, model=None, inputs=None, **extra):
+    """`inputs`: what load_inputs returned (train_stage checks them before writing anything)."""
     from trl import SFTTrainer
 
-    path, tok, train_dataset, _ = inputs or load_inputs(cfg, section, key, dataset_default, train_dataset)
+    path, tok, train_dataset, _ = inputs or load_inputs(cfg, section, key, dataset_default)
     model = model or load_student(path, section, key, cfg.student if not section.init_from else None)
     args = trl_args(section, out, args_cls, **extra)
     trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_dataset,
@@ -345,7 +354,8 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_defa
         raise DataError(f"{out}: holds a finished {m.get('stage')} model of another config; "
                         "pass --overwrite to replace it or choose another output dir")
     store.check(key, chash, overwrite)  # fail before loading anything
-    inputs = load_inputs(cfg, section, key, dataset_default, build_kwargs.pop("train_dataset", None))
+    inputs = load_inputs(cfg, section, key, dataset_default, build_kwargs.pop("train_dataset", None),
+                         build_kwargs.pop("student", None))
     resumed = store.prepare(key, chash, {"dataset": section.dataset or str(dataset_default)}, overwrite)
     trainer, tok, path = build_trainer(cfg, section, key, out, dataset_default, inputs=inputs, **build_kwargs)
     ckpt = last_checkpoint(out) if (resume or resumed) else None
