@@ -21,7 +21,7 @@ from seqdistill.config import validate
 from seqdistill.generate import run_generate
 from seqdistill.sampling import build_prompts
 from seqdistill.data import load_prompts
-from seqdistill.models import load_tokenizer, resolve
+from seqdistill.models import load_tokenizer, pick_dtype, resolve
 from seqdistill.store import Store
 
 
@@ -54,7 +54,7 @@ def main():
     prompts = build_prompts(cfg.prompt, load_prompts(cfg.data), tok)
 
     def bare():
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype("auto", "cpu")).eval()  # as ours
         t0, n_tok = time.perf_counter(), 0
         with torch.inference_mode():
             for i in range(0, len(prompts), args.batch):

@@ -82,7 +82,9 @@ def recipe(tmp_path: Path, tiny: dict, **sections) -> dict:
     """A small valid recipe dict pointing at the tiny models; sections override the defaults."""
     base = {
         "run_dir": str(tmp_path / "run"), "num_threads": 1,
-        "teacher": {"path": str(tiny["teacher"])}, "student": {"path": str(tiny["student"])},
+        # fp32 pinned: tiny-model tests compare exact values and must not depend on the CPU's bf16 support
+        "teacher": {"path": str(tiny["teacher"]), "dtype": "float32"},
+        "student": {"path": str(tiny["student"]), "dtype": "float32"},
         "data": {"synthetic": {"n": 6}, "task": "arithmetic"},
         "generate": {"batch_size": 4, "sampling": {"n": 2, "max_tokens": 12, "temperature": 1.0}},
     }
