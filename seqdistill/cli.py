@@ -164,7 +164,21 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), set_: Optional[l
         _show_report(cfg.stage_dir("eval") / "report.md")
         png = cfg.stage_dir("eval") / "report.png"
         if png.is_file():
-            typer.echo(f"report: {png}")
+            typer.echo(f"plot: {png}")
+    page = Path(cfg.run_dir) / "report.html"
+    if page.is_file():
+        typer.echo(f"report: {page} (open it in a browser)")
+
+
+@app.command("report")
+def report(run_dir: Path = typer.Argument(..., help="a run dir (RUN_DIR of a recipe)"),
+           out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: RUN_DIR/report.html)"),
+           verbose: bool = VerboseOpt):
+    """One self-contained HTML page of a run: stages, filter funnel, lengths, eval, trace browser."""
+    _setup_logging(verbose)
+    from .report import write_report
+
+    typer.echo(f"report: {_run(write_report, run_dir, out)}")
 
 
 recipe_app = typer.Typer(help="The recipe schema: every key, its default and what it does.")

@@ -4,11 +4,14 @@ failure stops the run with a message naming the stage."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from pathlib import Path
 
 from .config import STAGES, RecipeConfig
 from .errors import ConfigError, SeqdistillError, disk_error
+from .store import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,12 @@ def run_pipeline(cfg: RecipeConfig, stages: list[str] | None = None, overwrite: 
     for stage in todo:
         t0 = time.perf_counter()
         log.info("===== stage %s =====", stage)
+        before = _manifest_state(cfg, stage)
         try:
-            _runner(stage)(cfg, overwrite=overwrite)
+            try:
+                _runner(stage)(cfg, overwrite=overwrite)
+            finally:
+                _record_time(cfg, stage, time.perf_counter() - t0, before, overwrite)
         except SeqdistillError as exc:
             raise SeqdistillError(f"stage {stage} failed: {exc}\n(finished stages are kept; fix the cause and "
                                   "rerun: completed stages are skipped and this one resumes)") from None
@@ -60,4 +67,41 @@ def run_pipeline(cfg: RecipeConfig, stages: list[str] | None = None, overwrite: 
                                   "kept; rerun to resume)") from exc
         times[stage] = time.perf_counter() - t0
         log.info("stage %s done in %.0f s", stage, times[stage])
+    _write_report(cfg)
     return times
+
+
+def _manifest_state(cfg: RecipeConfig, stage: str) -> str | None:
+    """"complete" or "partial" for a started stage, None for one not started."""
+    try:
+        m = json.loads((cfg.stage_dir(stage) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return "complete" if m.get("complete") else "partial"
+
+
+def _record_time(cfg: RecipeConfig, stage: str, seconds: float, before: str | None, overwrite: bool) -> None:
+    """Stage wall times for the report, in RUN_DIR/run.json. A stage finished earlier is skipped (a changed config
+    is refused unless --overwrite), so it keeps the time of the run that did it; a resumed stage adds this run's
+    time to the earlier attempts'."""
+    if _manifest_state(cfg, stage) is None or (before == "complete" and not overwrite):
+        return
+    path = Path(cfg.run_dir) / "run.json"
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        data = {}
+    stages = data.setdefault("stages", {})
+    earlier = stages.get(stage, 0.0) if before == "partial" else 0.0
+    stages[stage] = seconds + earlier
+    atomic_write_text(path, json.dumps(data, indent=2))
+
+
+def _write_report(cfg: RecipeConfig) -> None:
+    from .report import write_report
+
+    try:
+        write_report(cfg.run_dir)
+    except (SeqdistillError, OSError, ValueError, KeyError) as exc:  # the stages' results are on disk already
+        log.warning("run: could not write report.html (%s: %s); the stage outputs are complete",
+                    type(exc).__name__, exc)
