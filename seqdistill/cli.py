@@ -170,6 +170,18 @@ def run(recipe: Path = typer.Argument(..., help="recipe YAML"), set_: Optional[l
         typer.echo(f"report: {page} (open it in a browser)")
 
 
+@app.command("push")
+def push_cmd(folder: Path = typer.Argument(..., help="a finished generate/filter output or a saved model folder"),
+             repo: str = typer.Option(..., "--repo", help="Hub repo id, OWNER/NAME"),
+             private: bool = typer.Option(False, "--private", help="create the repo as private"),
+             verbose: bool = VerboseOpt):
+    """Upload a dataset (with its card) or a model folder to the Hugging Face Hub (huggingface_hub)."""
+    _setup_logging(verbose)
+    from .cards import push
+
+    typer.echo(f"pushed: {_run(push, folder, repo, private)}")
+
+
 @app.command("report")
 def report(run_dir: Path = typer.Argument(..., help="a run dir (RUN_DIR of a recipe)"),
            out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: RUN_DIR/report.html)"),

@@ -227,6 +227,9 @@ class EvalConfig(Section):
 class RecipeConfig(Section):
     run_dir: str = Field("runs/default", description="where every stage writes its subdir")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: all cores)")
+    dataset_license: str = Field("unknown", description="license field of the dataset cards written with the "
+                                 "generate and filter outputs (the prompt data's license and the teacher's terms "
+                                 "decide it; e.g. mit)")
     teacher: ModelConfig | None = Field(None, description="the model that writes traces")
     student: ModelConfig | None = Field(None, description="the model being trained")
     data: DataConfig = Field(DataConfig(synthetic=SyntheticConfig()), description="training prompts")

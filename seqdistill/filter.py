@@ -11,6 +11,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from .cards import write_filter_card
 from .chat import load_template, split_reasoning
 from .config import RecipeConfig, stage_hash
 from .data import load_prompts
@@ -204,6 +205,7 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     _write(Store(out, "rejected"), rejected)
     stats = summarize(records, kept, rejected, extra, verify_stats, time.perf_counter() - t0)
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2))
+    write_filter_card(out, cfg, stats)
     store.update_manifest(complete=True, records=len(kept), rejected=len(rejected))
     log.info("%s", summary_text(stats))
     return out

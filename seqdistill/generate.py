@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .cards import write_generate_card
 from .config import RecipeConfig, stage_hash
 from .data import load_prompts, parse_shard, select_shard
 from .models import resolve, set_threads
@@ -55,4 +56,6 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
     m = store.update_manifest(parts={f"{i}/{n}": {"complete": True, "prompts": len(items)}})
     complete = all(m["parts"].get(f"{k}/{n}", {}).get("complete") for k in range(n))
     store.update_manifest(complete=complete, records=store.count())
+    if complete:
+        write_generate_card(out, cfg, store.count(), len(set(store.column("prompt_id"))))
     return out

@@ -163,6 +163,10 @@ def _make_kd_trainer():
             mode = "train" if model.training else "eval"
             self._metrics[mode]["ce_loss"].append(ce.item())
             self._metrics[mode]["kd_loss"].append(kd.item())
+            if mode == "train":  # as SFTTrainer counts them: the logs' num_tokens, and tokens/s from it
+                seen = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                self._kd_tokens = getattr(self, "_kd_tokens", 0) + seen
+                self._metrics[mode]["num_tokens"] = [self._kd_tokens]
             return (loss, out) if return_outputs else loss
 
         def _online(self, model, inputs, labels):

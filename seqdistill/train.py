@@ -278,9 +278,13 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
     path, tok, train_dataset, _ = inputs or load_inputs(cfg, section, key, dataset_default)
     model = model or load_student(path, section, key, cfg.student if not section.init_from else None)
     args = trl_args(section, out, args_cls, **extra)
+    throughput = _as_callback(ThroughputCallback())
     trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_dataset,
                                           processing_class=tok, peft_config=peft_config(section),
-                                          callbacks=[_as_callback(ThroughputCallback())])
+                                          callbacks=[throughput])
+    # first in line: the trackers (report_to) run before user callbacks and would log without tokens/s
+    trainer.callback_handler.callbacks.remove(throughput)
+    trainer.callback_handler.callbacks.insert(0, throughput)
     return trainer, tok, path
 
 
