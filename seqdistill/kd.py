@@ -5,7 +5,9 @@
   distribution lines up with the position it was computed at; no re-tokenisation drift.
 - online: teacher loaded beside the student, full-vocabulary KL on the kept traces, chunked over the sequence
   (with recomputation) so full-vocabulary logits for the whole sequence never exist at once.
-- on-policy: TRL's GKDTrainer with the student generating (lmbda=1) and the teacher scoring.
+- on-policy: the student samples completions of the kept prompts and the teacher scores them: TRL's stable
+  DistillationTrainer where installed (reverse KL by default in TRL; here kd.divergence decides), else the
+  experimental GKDTrainer with lmbda=1.
 
 All three reuse sft's trainer plumbing: LoRA, resume, logging, saving, refusal to overwrite."""
 
@@ -24,7 +26,7 @@ from .errors import ConfigError, DataError
 from .kd_loss import IGNORE_INDEX, kd_loss
 from .models import default_device, load_options, load_tokenizer, pick_dtype, resolve
 from .records import decode_topk, has_topk
-from .train import dataset_files, student_source, train_stage
+from .train import dataset_files, load_messages, student_source, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +200,24 @@ def _make_kd_trainer():
     return KDTrainer
 
 
+def _stable_distillation():
+    """(DistillationConfig, DistillationTrainer) where the installed TRL ships them (TRL >= 1.x), else None."""
+    try:
+        from trl import DistillationConfig, DistillationTrainer
+    except ImportError:
+        return None
+    return DistillationConfig, DistillationTrainer
+
+
+def prompt_dataset(source: str):
+    """The kept traces' prompts as the conversational `prompt` column on-policy trainers read; the teacher's
+    answers are not used: the student writes its own."""
+    from datasets import Dataset
+
+    rows = load_messages(source, "keep", "kd.dataset")
+    return Dataset.from_list([{"prompt": [m for m in r["messages"] if m["role"] != "assistant"]} for r in rows])
+
+
 def _load_teacher(cfg: RecipeConfig):
     from transformers import AutoModelForCausalLM
 
@@ -267,10 +287,19 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
         trainer_cls = functools.partial(Trainer, kd=k, teacher=teacher)
         return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), student=student,
                            trainer_cls=trainer_cls, **extra)
-    from trl.experimental.gkd import GKDConfig, GKDTrainer
-
     _, teacher = _load_teacher(cfg)
     beta = {"forward": 0.0, "reverse": 1.0, "jsd": k.jsd_beta}[k.divergence]
+    stable = _stable_distillation()
+    if stable is not None:  # TRL's stable on-policy trainer: the student samples, the teacher scores
+        config_cls, trainer_cls = stable
+        log.info("kd: on-policy with trl.DistillationTrainer (%s divergence, beta %.2f)", k.divergence, beta)
+        return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), student=student,
+                           trainer_cls=functools.partial(trainer_cls, teacher_model=teacher), args_cls=config_cls,
+                           train_dataset=prompt_dataset(source), beta=beta, temperature=k.temperature,
+                           max_completion_length=k.max_new_tokens, **extra)
+    from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+    log.info("kd: on-policy with trl.experimental GKDTrainer (this TRL has no DistillationTrainer)")
     trainer_cls = functools.partial(GKDTrainer, teacher_model=teacher)
     return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), student=student,
                        trainer_cls=trainer_cls,

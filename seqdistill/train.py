@@ -4,6 +4,7 @@ refuses stale or foreign output. Stages call `train_stage`; nothing here knows w
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import importlib.util
@@ -166,7 +167,12 @@ def trl_args(section: TrainSection, out: Path, args_cls=None, **extra):
         logging_first_step=True, save_steps=section.save_steps, save_total_limit=section.save_total_limit,
         report_to=section.report_to, seed=section.seed, dataset_num_proc=None)
     kwargs.update(extra)  # stage-specific settings (kd: no packing, its own masks, GKD's knobs)
-    return (args_cls or SFTConfig)(**kwargs)
+    cls = args_cls or SFTConfig
+    known = {f.name for f in dataclasses.fields(cls)}
+    unused = sorted(k for k in kwargs if k not in known)
+    if unused:  # e.g. packing / max_length for an on-policy trainer, which generates its own sequences
+        log.debug("%s takes no %s; not passed", cls.__name__, ", ".join(unused))
+    return cls(**{k: v for k, v in kwargs.items() if k in known})
 
 
 def peft_config(section: TrainSection):

@@ -92,7 +92,12 @@ def test_online_chunked_loss_equals_unchunked(make_cfg, tiny, tmp_path):
     torch.testing.assert_close(vals[0][1], vals[1][1], atol=1e-6, rtol=1e-4)
 
 
-def test_on_policy_mode_runs(make_cfg, tiny, tmp_path):
+@pytest.mark.parametrize("trainer", ["stable", "experimental-gkd"])
+def test_on_policy_mode_runs(make_cfg, tiny, tmp_path, monkeypatch, trainer):
+    from seqdistill import kd
+
+    if trainer != "stable":  # a TRL without DistillationTrainer falls back to the experimental GKDTrainer
+        monkeypatch.setattr(kd, "_stable_distillation", lambda: None)
     kept_dir(tmp_path / "run" / "filter")
     cfg = make_cfg(kd={**TRAIN, "mode": "on-policy", "max_steps": 3, "max_new_tokens": 8,
                        "per_device_train_batch_size": 2})
@@ -100,6 +105,32 @@ def test_on_policy_mode_runs(make_cfg, tiny, tmp_path):
     assert len(losses(final, "loss")) >= 3
     changed, _ = changed_params(tiny["student"], final)
     assert changed
+
+
+def test_on_policy_uses_trls_stable_trainer_when_installed(make_cfg, tiny, tmp_path, monkeypatch):
+    import trl
+
+    from seqdistill import kd
+
+    if not hasattr(trl, "DistillationTrainer"):
+        pytest.skip("this TRL has no DistillationTrainer")
+    used = {}
+
+    class Spy(trl.DistillationTrainer):
+        def __init__(self, *a, **kw):
+            used.update(args=kw["args"], columns=kw["train_dataset"].column_names,
+                        prompt=kw["train_dataset"][0]["prompt"])
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(kd, "_stable_distillation", lambda: (trl.DistillationConfig, Spy))
+    kept_dir(tmp_path / "run" / "filter")
+    cfg = make_cfg(kd={**TRAIN, "mode": "on-policy", "max_steps": 2, "max_new_tokens": 8, "divergence": "reverse",
+                       "per_device_train_batch_size": 2})
+    final = run_kd(cfg)
+    args = used["args"]
+    assert isinstance(args, trl.DistillationConfig) and args.beta == 1.0 and args.max_completion_length == 8
+    assert used["columns"] == ["prompt"] and [m["role"] for m in used["prompt"]][-1] == "user"
+    assert len(losses(final, "loss")) >= 2 and changed_params(tiny["student"], final)[0]
 
 
 def test_mismatched_tokenizers_are_refused(tiny, tmp_path, monkeypatch):
