@@ -93,6 +93,17 @@ class SamplingConfig(Section):
     max_tokens: int = Field(1024, ge=1, description="generation budget per sample")
     seed: int = Field(0, description="base seed (each prompt and sample derives its own)")
     stop: list[str] = Field([], description="strings that end a sample")
+    thinking_budget: int | None = Field(None, ge=1, description="budget forcing: cap the reasoning at this many "
+                                        "tokens, then append budget_close and let the model answer with the rest "
+                                        "of max_tokens (null: off)")
+    budget_close: str = Field("\n</think>\n\n", description="text forced in when the thinking budget runs out")
+
+    @model_validator(mode="after")
+    def _budget_below_max(self):
+        if self.thinking_budget is not None and self.thinking_budget >= self.max_tokens:
+            raise ValueError(f"thinking_budget {self.thinking_budget} must be below max_tokens {self.max_tokens} "
+                             "(the rest is the answer budget)")
+        return self
 
 
 class OpenAIConfig(Section):
@@ -118,6 +129,35 @@ class GenerateConfig(Section):
     shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/N: this process's slice of the prompts")
     vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
     openai: OpenAIConfig = Field(OpenAIConfig(), description="settings for backend: openai")
+
+    @model_validator(mode="after")
+    def _budget_and_logprobs(self):
+        if self.logprobs and self.sampling.thinking_budget:
+            raise ValueError("logprobs with sampling.thinking_budget: the forced closing tokens have no teacher "
+                             "distribution for offline KD; use one or the other")
+        return self
+
+
+class StudentProbe(Section):
+    """Student-aware selection: the student (or a cheaper proxy) answers every prompt k times with the same
+    verifier; prompts it already solves teach it little."""
+    model: ModelConfig | None = Field(None, description="the model to probe (default: the recipe's student)")
+    backend: BackendName = Field("hf", description="hf | vllm")
+    sampling: SamplingConfig = Field(SamplingConfig(n=4), description="how the probe samples (n = k tries)")
+    batch_size: int = Field(16, ge=1, description="prompts per batch")
+    vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
+    pass_rate_min: float = Field(0.0, ge=0.0, le=1.0, description="keep prompts the probe solves at least this often")
+    pass_rate_max: float = Field(0.75, ge=0.0, le=1.0,
+                                 description="... and at most this often (default: drop prompts it always solves)")
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.pass_rate_min > self.pass_rate_max:
+            raise ValueError(f"pass_rate_min {self.pass_rate_min} > pass_rate_max {self.pass_rate_max}: the band "
+                             "keeps nothing")
+        if self.backend == "openai":
+            raise ValueError("backend: openai is not supported for the probe (use hf or vllm)")
+        return self
 
 
 class FilterConfig(Section):
@@ -145,8 +185,21 @@ class FilterConfig(Section):
     pass_rate_min: float = Field(0.0, ge=0.0, le=1.0,
         description="keep prompts whose teacher pass rate is at least this")
     pass_rate_max: float = Field(1.0, ge=0.0, le=1.0, description="... and at most this")
+    student_probe: StudentProbe | None = Field(None, description="student-aware selection: sample the student "
+                                               "(or a cheaper proxy) and keep prompts in its pass-rate band")
+    majority_labels: bool = Field(False, description="prompts without a gold answer get the teacher's majority "
+                                  "answer over its n samples as label (marked label_source: majority)")
+    majority_min_agreement: float = Field(0.6, gt=0.0, le=1.0,
+        description="share of a prompt's samples that must agree for a majority label (ties never label)")
     num_workers: int = Field(2, ge=1, description="verifier worker processes")
     timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
+
+    @model_validator(mode="after")
+    def _bands(self):
+        if self.pass_rate_min > self.pass_rate_max:
+            raise ValueError(f"pass_rate_min {self.pass_rate_min} > pass_rate_max {self.pass_rate_max}: the band "
+                             "keeps nothing")
+        return self
 
 
 class LoraSection(Section):
@@ -211,6 +264,10 @@ class EvalConfig(Section):
     max_train_overlap: float = Field(0.01, ge=0.0, le=1.0, description=(
         "refuse when more than this fraction of eval items overlaps the training prompts (1.0: intended)"))
     overlap_ngram: int = Field(8, ge=1, description="word n-gram size for the train/eval overlap check")
+    majority_labels: bool = Field(False, description="prompts without a gold answer get the teacher's majority "
+                                  "answer over its n samples as label (marked label_source: majority)")
+    majority_min_agreement: float = Field(0.6, gt=0.0, le=1.0,
+        description="share of a prompt's samples that must agree for a majority label (ties never label)")
     num_workers: int = Field(2, ge=1, description="verifier worker processes")
     timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="backend: openai endpoint settings")

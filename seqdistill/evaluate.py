@@ -122,6 +122,8 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
         unclosed_think_rate=sum(not r["think_closed"] for r in recs) / n,
         unverifiable_rate=sum(r["verdict"] == "unverifiable" for r in recs) / n,
         no_answer_rate=sum(r["verify_reason"] == "no answer" for r in recs) / n,
+        # cap-hit rate: share of samples whose thinking budget ran out (eval.sampling.thinking_budget)
+        budget_forced_rate=sum(bool(r.get("budget_forced")) for r in recs) / n,
         mean_output_tokens=sum(r["completion_tokens"] for r in recs) / n)
     return metrics, recs
 

@@ -17,6 +17,7 @@ from .config import RecipeConfig, stage_hash
 from .data import load_prompts
 from .overlap import OverlapIndex, jaccard, ngrams
 from .errors import ConfigError, DataError
+from .labels import apply_labels, majority_labels
 from .records import FILTER_SCHEMA
 from .store import Store, atomic_write_text, require_stage_output
 from .verify import CORRECT, UNVERIFIABLE, check_many, get_task
@@ -64,10 +65,17 @@ def format_reason(rec: dict, cfg: RecipeConfig, need_box: bool) -> str | None:
 
 
 def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, OverlapIndex],
-           verify_stats: dict) -> tuple[list[dict], list[dict], dict]:
+           verify_stats: dict, student_rates: dict[str, float] | None = None) -> tuple[list[dict], list[dict], dict]:
     """Annotate every record with its verdict and either keep it or give a reject_reason."""
     f = cfg.filter
     need_box = f.require_boxed if f.require_boxed is not None else "\\boxed" in load_template(cfg.prompt.template)
+    majority = None
+    if f.majority_labels:
+        labels = majority_labels(records, f.majority_min_agreement, f.num_workers, f.timeout_s)
+        majority = apply_labels(records, labels, f.num_workers, f.timeout_s)
+    else:
+        for r in records:
+            r["label_source"] = "gold" if r["gold"] is not None else None
     verdicts = check_many([(r["messages"][-1]["content"], r["gold"], r["task"]) for r in records],
                           workers=f.num_workers, timeout=f.timeout_s, stats=verify_stats)
     by_prompt: dict[str, list[dict]] = defaultdict(list)
@@ -89,7 +97,9 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, Overla
             r["pass_rate"] = rate
             reason = format_reason(r, cfg, need_box)
             if reason is None and r["verdict"] != CORRECT and f.require_correct:
-                if r["verdict"] == UNVERIFIABLE:
+                if r["verdict"] == UNVERIFIABLE and f.majority_labels and r["label_source"] is None:
+                    reason = "no_majority_label"
+                elif r["verdict"] == UNVERIFIABLE:
                     reason = None if f.keep_unverifiable else "unverifiable"
                 else:
                     reason = "wrong_answer"
@@ -97,6 +107,11 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, Overla
                 reason = f"contaminated:{hits[0]}"
             if reason is None and not f.pass_rate_min <= rate <= f.pass_rate_max:
                 reason = "pass_rate_out_of_band"
+            r["student_pass_rate"] = (student_rates or {}).get(pid)
+            if reason is None and student_rates is not None:
+                band = f.student_probe
+                if not band.pass_rate_min <= student_rates.get(pid, 0.0) <= band.pass_rate_max:
+                    reason = "student_pass_rate_out_of_band"
             if reason is None and f.dedup:
                 text = r["completion"].strip()
                 if text in seen_text:
@@ -117,11 +132,18 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, Overla
                 r["reject_reason"] = "not_selected"
     kept = [r for r in records if r["reject_reason"] is None]
     rejected = [r for r in records if r["reject_reason"] is not None]
-    return kept, rejected, {"contamination": dict(contamination), "prompts": len(by_prompt)}
+    return kept, rejected, {"contamination": dict(contamination), "prompts": len(by_prompt), "majority": majority}
 
 
 def _mean(xs):
     return sum(xs) / len(xs) if xs else None
+
+
+def _reasons_by_prompt(records) -> dict[str, set]:
+    out: dict[str, set] = defaultdict(set)
+    for r in records:
+        out[r["prompt_id"]].add(r["reject_reason"])
+    return out
 
 
 def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
@@ -134,6 +156,9 @@ def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
         "input_records": len(records), "kept": len(kept), "rejected": len(rejected),
         "prompts": extra["prompts"], "prompts_with_kept": len({r["prompt_id"] for r in kept}),
         "reject_reasons": dict(Counter(r["reject_reason"] for r in rejected).most_common()),
+        # prompts that lost every trace to one reason: how many prompts each band / rule removed
+        "prompts_removed": dict(Counter(reasons.pop() for pid, reasons in _reasons_by_prompt(records).items()
+                                        if len(reasons) == 1 and None not in reasons).most_common()),
         "verdicts": dict(Counter(r["verdict"] for r in records)),
         "pass_rate_histogram": {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": h for i, h in enumerate(hist)},
         "mean_tokens_kept": _mean([r["completion_tokens"] for r in kept]),
@@ -141,6 +166,9 @@ def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
         "contamination_hits": extra["contamination"],
         "verify_fast_path_share": verify_stats.get("fast_path", 0) / total if total else None,
         "per_prompt_pass_rate": rates, "seconds": seconds,
+        **({"majority_labels": extra["majority"]} if extra.get("majority") is not None else {}),
+        **({"student_pass_rate": {r["prompt_id"]: r["student_pass_rate"] for r in records}}
+           if any(r.get("student_pass_rate") is not None for r in records) else {}),
     }
 
 
@@ -152,6 +180,13 @@ def summary_text(stats: dict) -> str:
     lines.append(f"  mean tokens kept {stats['mean_tokens_kept'] or 0:.1f}, "
                  f"rejected {stats['mean_tokens_rejected'] or 0:.1f}")
     lines.append("  pass-rate histogram " + " ".join(f"{k}:{v}" for k, v in stats["pass_rate_histogram"].items()))
+    if stats.get("prompts_removed"):
+        lines.append("  prompts removed " + ", ".join(f"{k}: {v}" for k, v in stats["prompts_removed"].items()))
+    m = stats.get("majority_labels")
+    if m:
+        lines.append(f"  majority labels: {m['labelled']} of {m['prompts_without_gold']} gold-less prompts labelled"
+                     f"; on prompts with gold the majority agreed {m['majority_agrees_with_gold']}"
+                     f" / {m['with_gold_and_majority']}")
     if stats["contamination_hits"]:
         lines.append(f"  contaminated prompts per benchmark {stats['contamination_hits']}")
     return "\n".join(lines)
@@ -170,12 +205,10 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     for t in set(source.column("task")):
         get_task(t)
     golds = source.column("gold")
-    if all(g is None or g == "" for g in golds):
-        raise DataError(f"{src}: no record has a gold answer, nothing can be verified; "
-                        "set data.fields.answer when generating")
     f = cfg.filter
-    if f.pass_rate_min > f.pass_rate_max:
-        raise ConfigError(f"filter.pass_rate_min {f.pass_rate_min} > filter.pass_rate_max {f.pass_rate_max}")
+    if all(g is None or g == "" for g in golds) and not f.majority_labels:
+        raise DataError(f"{src}: no record has a gold answer, nothing can be verified; "
+                        "set data.fields.answer when generating, or filter.majority_labels: true")
     if f.pass_rate_min > 0 or f.pass_rate_max < 1:
         per_prompt = Counter(source.column("prompt_id"))
         if per_prompt and max(per_prompt.values()) == 1:
@@ -200,7 +233,12 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     bench = contamination_index(cfg)
     verify_stats: dict = {}
     log.info("filter: verifying %d traces from %s", len(records), src)
-    kept, rejected, extra = decide(records, cfg, bench, verify_stats)
+    student_rates = None
+    if cfg.filter.student_probe is not None:
+        from .probe import probe_pass_rates
+
+        student_rates = probe_pass_rates(cfg, records, out)
+    kept, rejected, extra = decide(records, cfg, bench, verify_stats, student_rates)
     _write(Store(out, "kept"), kept)
     _write(Store(out, "rejected"), rejected)
     stats = summarize(records, kept, rejected, extra, verify_stats, time.perf_counter() - t0)

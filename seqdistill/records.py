@@ -22,12 +22,16 @@ RECORD_SCHEMA = pa.schema([
     # top-K teacher logprobs, row-major (completion_tokens, K): int32 ids and float16 logprobs as raw bytes
     ("logprobs_k", pa.int32()), ("teacher_topk_ids", pa.binary()), ("teacher_topk_logprobs", pa.binary()),
     ("model", pa.string()), ("backend", pa.string()), ("created", pa.float64()),
+    ("budget_forced", pa.bool_()),  # sampling.thinking_budget ran out: budget_close was forced in
 ])
 
 # filter adds its verdict and decision to every record (kept/ and rejected/ share this layout)
 FILTER_SCHEMA = RECORD_SCHEMA
 for _name, _type in [("verdict", pa.string()), ("pred", pa.string()), ("verify_reason", pa.string()),
-                     ("verify_detail", pa.string()), ("pass_rate", pa.float32()), ("reject_reason", pa.string())]:
+                     ("verify_detail", pa.string()), ("pass_rate", pa.float32()), ("reject_reason", pa.string()),
+                     # "gold" (the data's answer), "majority" (the teacher's majority vote), None (no label)
+                     ("label_source", pa.string()),
+                     ("student_pass_rate", pa.float32())]:  # filter.student_probe's pass rate (else null)
     FILTER_SCHEMA = FILTER_SCHEMA.append(pa.field(_name, _type))
 
 _IDS, _LOGPROBS = "<i4", "<f2"  # little-endian int32 ids, float16 logprobs: ~6 bytes per (token, k)
@@ -62,6 +66,7 @@ def make_record(item: dict, pin: PromptIn, j: int, c: Completion, task: str, mod
         "completion_tokens": c.completion_tokens, "prompt_ids": pin.token_ids,
         "completion_ids": c.token_ids or None, "logprobs_k": None, "teacher_topk_ids": None,
         "teacher_topk_logprobs": None, "model": model, "backend": backend, "created": time.time(),
+        "budget_forced": c.budget_forced,
     }
     if c.topk_ids is not None:
         rec.update(encode_topk(c.topk_ids, c.topk_logprobs))

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .backends import Params, PromptIn, make_backend
+from .backends import Completion, Params, PromptIn, make_backend
 from .chat import build_messages, encode_prompt, load_template
 from .config import OpenAIConfig, PromptConfig, SamplingConfig
+from .errors import ConfigError
 from .models import load_options, load_tokenizer, resolve
 from .records import RECORD_SCHEMA, make_record
 from .store import Store
@@ -21,7 +23,41 @@ log = logging.getLogger(__name__)
 
 def to_params(s: SamplingConfig, logprobs: int | None = None) -> Params:
     return Params(n=s.n, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_tokens=s.max_tokens,
-                  seed=s.seed, stop=list(s.stop), logprobs=logprobs)
+                  seed=s.seed, stop=list(s.stop), logprobs=logprobs, thinking_budget=s.thinking_budget,
+                  budget_close=s.budget_close)
+
+
+def sample(backend, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
+    """backend.generate, with budget forcing (s1-style) when p.thinking_budget is set: samples that hit the
+    budget get `budget_close` appended and continue, one request each, for what is left of max_tokens; samples that
+    ended on their own are untouched. The record says which were forced (budget_forced)."""
+    if not p.thinking_budget:
+        return backend.generate(prompts, p)
+    if backend.name == "openai":
+        raise ConfigError("sampling.thinking_budget: budget forcing continues a sample token by token, which the "
+                          "openai backend cannot; use hf or vllm")
+    outs = backend.generate(prompts, replace(p, max_tokens=p.thinking_budget))
+    close = backend.tok(p.budget_close, add_special_tokens=False)["input_ids"]
+    room = p.max_tokens - p.thinking_budget - len(close)  # the whole sample stays within max_tokens
+    if room < 1:
+        raise ConfigError(f"sampling.thinking_budget: {p.thinking_budget} + budget_close ({len(close)} tokens) "
+                          f"leaves no answer budget within max_tokens {p.max_tokens}")
+    todo = []
+    for pr, row in zip(prompts, outs):
+        base = pr.token_ids or backend.tok(pr.text, add_special_tokens=False)["input_ids"]
+        for j, c in enumerate(row):
+            if c.finish_reason == "length":
+                todo.append((c, PromptIn(id=f"{pr.id}#forced{j}", messages=pr.messages,
+                                         token_ids=list(base) + list(c.token_ids) + close)))
+    if todo:
+        answers = backend.generate([pin for _, pin in todo],
+                                   replace(p, n=1, max_tokens=room))
+        for (c, _), (a,) in zip(todo, answers):
+            c.text = c.text + p.budget_close + a.text
+            c.token_ids = list(c.token_ids) + close + list(a.token_ids)
+            c.completion_tokens = len(c.token_ids)
+            c.finish_reason, c.budget_forced = a.finish_reason, True
+    return outs
 
 
 def build_prompts(prompt: PromptConfig, items: list[dict], tokenizer) -> list[PromptIn]:
@@ -49,7 +85,7 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         t0 = time.perf_counter()
-        outs = backend.generate([pr for _, pr in batch], params)
+        outs = sample(backend, [pr for _, pr in batch], params)
         busy += time.perf_counter() - t0
         records = [make_record(it, pr, j, c, task, model, backend.name)
                    for (it, pr), row in zip(batch, outs) for j, c in enumerate(row)]

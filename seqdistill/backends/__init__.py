@@ -29,6 +29,8 @@ class Params:
     seed: int = 0
     stop: list[str] = field(default_factory=list)
     logprobs: int | None = None  # top-K capture
+    thinking_budget: int | None = None  # budget forcing (sampling.generate_into); backends never see it
+    budget_close: str = "\n</think>\n\n"
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)
     topk_ids: np.ndarray | None = None  # (completion_tokens, K) int32
     topk_logprobs: np.ndarray | None = None  # (completion_tokens, K) float16
+    budget_forced: bool = False  # the thinking budget ran out and the answer was forced
 
 
 class Backend(Protocol):
