@@ -124,7 +124,10 @@ class GenerateConfig(Section):
     backend: BackendName = Field("hf", description="hf | vllm | openai")
     output_dir: str | None = Field(None, description="default: RUN_DIR/generate")
     sampling: SamplingConfig = Field(SamplingConfig(), description="how the teacher samples")
-    batch_size: int = Field(8, ge=1, description="prompts per batch (also the resume unit)")
+    batch_size: int = Field(8, ge=1, description="prompts per shard written (hf: per static batch); the resume unit")
+    max_in_flight: int = Field(256, ge=1, description="vllm / openai: prompts kept in the engine at once "
+                               "(streaming: finished prompts are written as they complete)")
+    flush_seconds: float = Field(60.0, gt=0, description="vllm / openai: write finished prompts at least this often")
     logprobs: int | None = Field(None, ge=1, le=256, description="capture the teacher's top-K logprobs")
     shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/N: this process's slice of the prompts")
     vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")

@@ -26,7 +26,8 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
     i, n = parse_shard(g.shard)
     items = select_shard(load_prompts(cfg.data), g.shard)
     chash = stage_hash(cfg, "teacher", "data", "prompt", "generate",
-                       drop=("generate.output_dir", "generate.batch_size", "generate.shard", "generate.openai"))
+                       drop=("generate.output_dir", "generate.batch_size", "generate.shard", "generate.openai",
+                             "generate.max_in_flight", "generate.flush_seconds"))
     if backend is None and g.backend != "openai":
         resolve(teacher.path, teacher.gguf_file)  # a wrong model path fails before anything is written
     store = Store(out)
@@ -47,7 +48,8 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
         try:
             stats = generate_into(store, items, build_prompts(cfg.prompt, items, tok), backend,
                                   to_params(g.sampling, g.logprobs), batch_size=g.batch_size,
-                                  task=cfg.data.task, model=teacher.path, tag=f"s{i}of{n}", done=done)
+                                  task=cfg.data.task, model=teacher.path, tag=f"s{i}of{n}", done=done,
+                                  max_in_flight=g.max_in_flight, flush_seconds=g.flush_seconds)
         finally:
             if owned:
                 backend.close()

@@ -74,28 +74,54 @@ def build_prompts(prompt: PromptConfig, items: list[dict], tokenizer) -> list[Pr
 
 def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], backend, params: Params, *,
                   batch_size: int, task: str, model: str, tag: str, desc: str = "generate",
-                  done: set | None = None) -> dict:
-    """Generate for every item not yet on disk (`done`: ids already read by the caller). Returns counts."""
+                  done: set | None = None, max_in_flight: int | None = None, flush_seconds: float = 60.0) -> dict:
+    """Generate for every item not yet on disk (`done`: ids already read by the caller). Returns counts.
+
+    Backends that can stream (vllm, openai) keep up to `max_in_flight` prompts going and each finished prompt
+    joins the next shard, written every `batch_size` prompts or `flush_seconds`, whichever comes first. The hf
+    backend runs static batches of `batch_size`, sorted by prompt length so a batch pads little. Either way a
+    prompt is on disk with all its samples or not at all: resume is exactly-once."""
     done = set(store.column("prompt_id")) if done is None else done
     todo = [(it, pr) for it, pr in zip(items, prompts) if it["id"] not in done]
     if done:
         log.info("%s: resuming, %d prompts already on disk, %d to go", store.root, len(items) - len(todo), len(todo))
-    tokens, busy = 0, 0.0
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit="prompt", dynamic_ncols=True)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        t0 = time.perf_counter()
-        outs = sample(backend, [pr for _, pr in batch], params)
-        busy += time.perf_counter() - t0
-        records = [make_record(it, pr, j, c, task, model, backend.name)
-                   for (it, pr), row in zip(batch, outs) for j, c in enumerate(row)]
+    t0, counts = time.perf_counter(), {"tokens": 0}
+
+    def flush(batch: list[tuple[dict, PromptIn, list[Completion]]]) -> None:
+        records = [make_record(it, pr, j, c, task, model, backend.name) for it, pr, row in batch
+                   for j, c in enumerate(row)]
         store.write_shard(records, tag, RECORD_SCHEMA)
-        tokens += sum(r["completion_tokens"] for r in records)
+        counts["tokens"] += sum(r["completion_tokens"] for r in records)
         bar.update(len(batch))
-        bar.set_postfix(tok_s=f"{tokens / max(busy, 1e-9):.1f}")
+        bar.set_postfix(tok_s=f"{counts['tokens'] / max(time.perf_counter() - t0, 1e-9):.1f}")
+
+    if hasattr(backend, "stream") and not params.thinking_budget and todo:
+        by_id = {pr.id: it for it, pr in todo}
+        buffer, last = [], 0.0
+        for got in backend.stream((pr for _, pr in todo), params, max_in_flight or batch_size):
+            if got is not None:  # None: a heartbeat, nothing finished
+                pr, row = got
+                if not buffer:
+                    last = time.perf_counter()  # the oldest unwritten prompt's age decides a time flush
+                buffer.append((by_id[pr.id], pr, row))
+            if len(buffer) >= batch_size or (buffer and time.perf_counter() - last >= flush_seconds):
+                flush(buffer)
+                buffer = []
+        if buffer:
+            flush(buffer)
+    else:
+        if backend.name == "hf" and todo and todo[0][1].token_ids is not None:
+            todo.sort(key=lambda x: len(x[1].token_ids))  # similar lengths per batch: little padding
+            log.info("%s: %d prompts in static batches of %d, sorted by prompt length", desc, len(todo), batch_size)
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            outs = sample(backend, [pr for _, pr in batch], params)
+            flush([(it, pr, row) for (it, pr), row in zip(batch, outs)])
     bar.close()
-    return {"new_prompts": len(todo), "new_tokens": tokens, "seconds": busy,
-            "tokens_per_s": tokens / busy if busy else None}
+    busy = time.perf_counter() - t0
+    return {"new_prompts": len(todo), "new_tokens": counts["tokens"], "seconds": busy,
+            "tokens_per_s": counts["tokens"] / busy if busy and todo else None}
 
 
 def open_backend(kind: str, model_cfg, openai: OpenAIConfig, vllm_kwargs: dict, seed: int):

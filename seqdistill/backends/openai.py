@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import random
+import threading
 
 import httpx
 
@@ -78,34 +80,82 @@ class OpenAIBackend:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _completion(self, resp: dict) -> Completion:
+        try:
+            choice = resp["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            raise SeqdistillError(f"{self.cfg.base_url}: malformed response: {str(resp)[:300]}") from None
+        usage = resp.get("usage") or {}
+        reason = "length" if choice.get("finish_reason") == "length" else "stop"
+        return Completion(text=text, finish_reason=reason, completion_tokens=int(usage.get("completion_tokens", 0)),
+                          prompt_tokens=int(usage.get("prompt_tokens", 0)))
+
+    async def _prompt(self, client, sem, pr: PromptIn, p: Params) -> tuple[PromptIn, list[Completion]]:
+        answers = await asyncio.gather(*[self._post(client, sem, self._body(pr, p, j)) for j in range(p.n)])
+        return pr, [self._completion(a) for a in answers]
+
     async def _run(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
         sem = asyncio.Semaphore(self.cfg.concurrency)
         async with httpx.AsyncClient() as client:
-            jobs = [self._post(client, sem, self._body(pr, p, j)) for pr in prompts for j in range(p.n)]
-            answers = await asyncio.gather(*jobs)
-        out, it = [], iter(answers)
-        for _ in prompts:
-            row = []
-            for _ in range(p.n):
-                resp = next(it)
-                try:
-                    choice = resp["choices"][0]
-                    text = choice["message"]["content"] or ""
-                except (KeyError, IndexError, TypeError):
-                    raise SeqdistillError(f"{self.cfg.base_url}: malformed response: {str(resp)[:300]}") from None
-                usage = resp.get("usage") or {}
-                reason = "length" if choice.get("finish_reason") == "length" else "stop"
-                row.append(Completion(text=text, finish_reason=reason,
-                                      completion_tokens=int(usage.get("completion_tokens", 0)),
-                                      prompt_tokens=int(usage.get("prompt_tokens", 0))))
-            out.append(row)
-        return out
+            done = await asyncio.gather(*[self._prompt(client, sem, pr, p) for pr in prompts])
+        return [row for _, row in done]
 
     def generate(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
+        self._check(p)
+        return asyncio.run(self._run(prompts, p))
+
+    def stream(self, prompts, p: Params, max_in_flight: int):
+        """Yield (prompt, completions) as prompts complete, up to `max_in_flight` prompts (and
+        `openai.concurrency` requests) at a time: no batch waits for its slowest request. Yields None after a
+        second with nothing finished (a heartbeat for time-based flushing)."""
+        self._check(p)
+        out: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        async def feed():
+            sem = asyncio.Semaphore(self.cfg.concurrency)
+            source, running = iter(prompts), set()
+            async with httpx.AsyncClient() as client:
+                while not stop.is_set():
+                    while len(running) < max_in_flight and (pr := next(source, None)) is not None:
+                        running.add(asyncio.ensure_future(self._prompt(client, sem, pr, p)))
+                    if not running:
+                        break
+                    finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in finished:
+                        out.put(task.result())  # an exception is re-raised in the consumer below
+                for task in running:
+                    task.cancel()
+
+        def worker():
+            try:
+                asyncio.run(feed())
+                out.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+                out.put(exc)
+
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    item = out.get(timeout=1.0)
+                except queue.Empty:
+                    yield None  # heartbeat: lets the caller flush finished prompts on time
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    def _check(self, p: Params) -> None:
         if p.logprobs:
             raise ConfigError("generate.logprobs: top-K capture needs the hf or vllm backend "
                               "(chat APIs return token strings, not ids)")
-        return asyncio.run(self._run(prompts, p))
 
     def close(self) -> None:
         pass

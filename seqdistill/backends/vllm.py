@@ -120,5 +120,38 @@ class VLLMBackend:
         outs = self.llm.generate(reqs, params, use_tqdm=False)
         return [map_output(o, p.logprobs) for o in outs]
 
+    def stream(self, prompts, p: Params, max_in_flight: int):
+        """Yield (prompt, completions) as each prompt's n samples finish, keeping up to `max_in_flight` prompts
+        in the engine: the engine's own step loop, so no batch waits for its slowest sample (the straggler
+        problem of one LLM.generate per batch). Requests still in flight when the consumer stops are aborted.
+        Yields None after an engine step that finished nothing (a heartbeat for time-based flushing)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = self.llm.llm_engine
+        source, pending, exhausted = iter(prompts), {}, False
+        try:
+            while True:
+                while not exhausted and len(pending) < max_in_flight:
+                    pr = next(source, None)
+                    if pr is None:
+                        exhausted = True
+                        break
+                    ids = pr.token_ids or self.tok(pr.text, add_special_tokens=False)["input_ids"]
+                    # FINAL_ONLY: one output per request, when all its n samples are done
+                    sp = SamplingParams(**sampling_kwargs(p, pr.id), output_kind=RequestOutputKind.FINAL_ONLY)
+                    rid = engine.add_request(f"seqdistill-{pr.id}", {"prompt_token_ids": ids}, sp)
+                    pending[rid] = pr
+                if not pending:
+                    return
+                finished = [o for o in engine.step() if o.finished]
+                for out in finished:
+                    yield pending.pop(out.request_id), map_output(out, p.logprobs)
+                if not finished:
+                    yield None  # heartbeat: lets the caller flush finished prompts on time
+        finally:
+            if pending:
+                engine.abort_request(list(pending))
+
     def close(self) -> None:
         del self.llm
