@@ -1,5 +1,7 @@
 """Hand-made stage outputs for tests that should not depend on a model's random text."""
 
+from http.server import ThreadingHTTPServer
+
 from seqdistill.records import RECORD_SCHEMA
 from seqdistill.store import Store
 
@@ -21,3 +23,13 @@ def write_generate_output(root, records):
     store.write_shard(records, "s0of1", RECORD_SCHEMA)
     store.update_manifest(complete=True, records=len(records))
     return root
+
+
+class QuietServer(ThreadingHTTPServer):
+    # a handler thread printing a traceback (a client that hung up) formats it with ast.parse while the main
+    # thread may be compiling: CPython 3.11's AST recursion counter is not thread-safe ("AST constructor
+    # recursion depth mismatch" later in the session)
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass

@@ -6,7 +6,7 @@ import os
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,6 +17,8 @@ from seqdistill.backends.vllm import _cpu_defaults, map_output, sampling_kwargs
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.store import Store
+
+from fakes import QuietServer
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
@@ -70,10 +72,11 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             pass
 
 
+
 @pytest.fixture
 def fake_server():
     FakeOpenAI.attempts, FakeOpenAI.auth, FakeOpenAI.fail_always = {}, [], False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    server = QuietServer(("127.0.0.1", 0), FakeOpenAI)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()

@@ -5,7 +5,7 @@ is driven against a local server whose answer time depends on the prompt (a long
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +13,8 @@ import pytest
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.store import Store
+
+from fakes import QuietServer
 
 
 class SlowServer(BaseHTTPRequestHandler):
@@ -52,11 +54,12 @@ class SlowServer(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+
 @pytest.fixture
 def server():
     SlowServer.now = SlowServer.peak = 0
     SlowServer.seen, SlowServer.fail_marker = [], None
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), SlowServer)
+    srv = QuietServer(("127.0.0.1", 0), SlowServer)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
     srv.shutdown()

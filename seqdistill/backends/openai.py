@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import queue
 import random
-import threading
 
 import httpx
 
@@ -20,6 +18,10 @@ from . import Completion, Params, PromptIn, prompt_seed
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+async def _collect(tasks) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class OpenAIBackend:
@@ -108,49 +110,36 @@ class OpenAIBackend:
     def stream(self, prompts, p: Params, max_in_flight: int):
         """Yield (prompt, completions) as prompts complete, up to `max_in_flight` prompts (and
         `openai.concurrency` requests) at a time: no batch waits for its slowest request. Yields None after a
-        second with nothing finished (a heartbeat for time-based flushing)."""
+        second with nothing finished (a heartbeat for time-based flushing). The event loop runs in this thread,
+        stepped between yields: no second thread, nothing left running when the consumer stops."""
         self._check(p)
-        out: queue.Queue = queue.Queue()
-        stop = threading.Event()
-
-        async def feed():
-            sem = asyncio.Semaphore(self.cfg.concurrency)
-            source, running = iter(prompts), set()
-            async with httpx.AsyncClient() as client:
-                while not stop.is_set():
-                    while len(running) < max_in_flight and (pr := next(source, None)) is not None:
-                        running.add(asyncio.ensure_future(self._prompt(client, sem, pr, p)))
-                    if not running:
-                        break
-                    finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                    for task in finished:
-                        out.put(task.result())  # an exception is re-raised in the consumer below
-                for task in running:
-                    task.cancel()
-
-        def worker():
-            try:
-                asyncio.run(feed())
-                out.put(None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
-                out.put(exc)
-
-        thread = threading.Thread(target=worker, daemon=True)
-        thread.start()
+        loop = asyncio.new_event_loop()
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        client = httpx.AsyncClient()
+        source, running = iter(prompts), set()
         try:
             while True:
-                try:
-                    item = out.get(timeout=1.0)
-                except queue.Empty:
-                    yield None  # heartbeat: lets the caller flush finished prompts on time
-                    continue
-                if item is None:
+                while len(running) < max_in_flight and (pr := next(source, None)) is not None:
+                    running.add(loop.create_task(self._prompt(client, sem, pr, p)))
+                if not running:
                     return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+                finished, running = loop.run_until_complete(
+                    asyncio.wait(running, timeout=1.0, return_when=asyncio.FIRST_COMPLETED))
+                for task in finished:
+                    yield task.result()  # a failed prompt raises here
+                if not finished:
+                    yield None
         finally:
-            stop.set()
+            # as asyncio.run does: cancel every task left (a failed prompt's sibling requests too) and collect
+            # them, so none is destroyed pending or with an unread exception at garbage collection
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(_collect(left))
+            loop.run_until_complete(client.aclose())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     def _check(self, p: Params) -> None:
         if p.logprobs:
