@@ -179,3 +179,25 @@ def test_vllm_captures_raw_logprobs_when_sampling_at_temperature(tmp_path, tiny,
         top_ids, top_lp = decode_topk(r)
         want = rows.gather(-1, torch.tensor(top_ids, dtype=torch.long)).numpy()
         np.testing.assert_allclose(top_lp, want, atol=0.05)
+
+
+def test_vllm_stream_yields_each_prompt_when_it_finishes(tiny, lane, monkeypatch):
+    """The engine step loop: a short prompt is yielded before a long one that started with it, every prompt
+    exactly once, whatever the in-flight bound."""
+    import seqdistill.backends.vllm as vb
+    from seqdistill.backends import Params, PromptIn
+
+    tok = lane["tok"]
+    prompts = [PromptIn(id=f"p{i}", messages=[], token_ids=tok(f"question {i}")["input_ids"]) for i in range(6)]
+    length = {"p0": 120, **{f"p{i}": 4 for i in range(1, 6)}}
+    plain = vb.sampling_kwargs
+    monkeypatch.setattr(vb, "sampling_kwargs",
+                        lambda p, pid: {**plain(p, pid), "max_tokens": length[pid], "ignore_eos": True})
+    for bound in (6, 2):
+        got = [x for x in lane["backend"].stream(iter(prompts), Params(n=2, max_tokens=200, temperature=1.0), bound)
+               if x is not None]
+        order = [pr.id for pr, _ in got]
+        assert sorted(order) == sorted(length) and len(order) == 6
+        assert order[-1] == "p0" if bound == 6 else order.index("p0") >= 1
+        for pr, row in got:
+            assert len(row) == 2 and all(c.completion_tokens == length[pr.id] for c in row)
