@@ -120,6 +120,19 @@ class OpenAIConfig(Section):
 BackendName = Literal["hf", "vllm", "openai"]
 
 
+class RayConfig(Section):
+    """Generation on a Ray cluster: replicas of the engine as actors, chunks to whichever is free."""
+    address: str | None = Field(None, description="Ray address: 'auto' joins the cluster `ray start` set up on "
+                                "this node; null starts a local instance")
+    replicas: int = Field(1, ge=1, description="engine replicas (actors), each with its own model copy")
+    num_cpus_per_replica: float = Field(1.0, ge=0, description="CPUs Ray reserves per replica")
+    num_gpus_per_replica: float = Field(0.0, ge=0, description="GPUs per replica: its vllm tensor_parallel_size "
+                                        "x pipeline_parallel_size")
+    chunk_size: int = Field(16, ge=1, description="prompts per dispatched chunk (one shard each)")
+    max_retries: int = Field(3, ge=0, description="times one chunk may be re-dispatched after replicas died")
+    local_num_cpus: int | None = Field(None, ge=1, description="CPUs of a local instance (address null); null: all")
+
+
 class GenerateConfig(Section):
     backend: BackendName = Field("hf", description="hf | vllm | openai")
     output_dir: str | None = Field(None, description="default: RUN_DIR/generate")
@@ -132,6 +145,7 @@ class GenerateConfig(Section):
     shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/N: this process's slice of the prompts")
     vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
     openai: OpenAIConfig = Field(OpenAIConfig(), description="settings for backend: openai")
+    ray: RayConfig | None = Field(None, description="generate on a Ray cluster (null: in this process)")
 
     @model_validator(mode="after")
     def _budget_and_logprobs(self):
@@ -274,6 +288,7 @@ class EvalConfig(Section):
     num_workers: int = Field(2, ge=1, description="verifier worker processes")
     timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="backend: openai endpoint settings")
+    ray: RayConfig | None = Field(None, description="evaluate on a Ray cluster (null: in this process)")
     models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"],
         description="teacher, student, sft, kd, final, or model folders")
     output_dir: str | None = Field(None, description="default: RUN_DIR/eval")

@@ -178,7 +178,13 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
                                ).hexdigest()[:16]
         sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
         m = sub.manifest()
-        if not m.get("complete"):
+        if not m.get("complete") and e.ray is not None:
+            from .distributed import ray_generate_into
+
+            stats = ray_generate_into(sub, items, e.ray, e.backend, mcfg, e.openai, e.vllm, e.sampling.seed,
+                                      cfg.prompt, to_params(e.sampling), task=bench.task, model=path, tag="s0of1",
+                                      desc=f"eval {label}", threads=cfg.num_threads)
+        elif not m.get("complete"):
             backend, tok, _ = open_backend(e.backend, mcfg, e.openai, e.vllm, e.sampling.seed)
             try:
                 stats = generate_into(sub, items, build_prompts(cfg.prompt, items, tok), backend, to_params(e.sampling),
@@ -186,6 +192,7 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
                                       desc=f"eval {label}")
             finally:
                 backend.close()
+        if not m.get("complete"):
             prev = m.get("speed") or {"tokens": 0, "seconds": 0.0, "prompts": 0}
             speed = {"tokens": prev["tokens"] + stats["new_tokens"], "seconds": prev["seconds"] + stats["seconds"],
                      "prompts": prev["prompts"] + stats["new_prompts"]}

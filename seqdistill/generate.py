@@ -27,7 +27,7 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
     items = select_shard(load_prompts(cfg.data), g.shard)
     chash = stage_hash(cfg, "teacher", "data", "prompt", "generate",
                        drop=("generate.output_dir", "generate.batch_size", "generate.shard", "generate.openai",
-                             "generate.max_in_flight", "generate.flush_seconds"))
+                             "generate.max_in_flight", "generate.flush_seconds", "generate.ray"))
     if backend is None and g.backend != "openai":
         resolve(teacher.path, teacher.gguf_file)  # a wrong model path fails before anything is written
     store = Store(out)
@@ -37,6 +37,14 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
     done = set(store.column("prompt_id"))
     if resumed and all(it["id"] in done for it in items):
         log.info("%s: shard %d/%d already complete (%d prompts)", out, i, n, len(items))
+    elif g.ray is not None and backend is None:
+        from .distributed import ray_generate_into
+
+        stats = ray_generate_into(store, items, g.ray, g.backend, teacher, g.openai, g.vllm, g.sampling.seed,
+                                  cfg.prompt, to_params(g.sampling, g.logprobs), task=cfg.data.task,
+                                  model=teacher.path, tag=f"s{i}of{n}", done=done, threads=cfg.num_threads)
+        log.info("generate: wrote %d prompts, %d tokens (%.1f tok/s) on Ray", stats["new_prompts"],
+                 stats["new_tokens"], stats["tokens_per_s"] or 0)
     else:
         if backend is None:
             backend, tok, path = open_backend(g.backend, teacher, g.openai, g.vllm, g.sampling.seed)
