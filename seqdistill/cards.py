@@ -28,7 +28,7 @@ FIELDS = """| field | what |
 | `completion`, `reasoning`, `answer` | the teacher's output, split at `</think>` when there is one |
 | `finish_reason`, `completion_tokens` | `length` when `max_tokens` cut the trace off |
 | `teacher_topk_ids`, `teacher_topk_logprobs`, `logprobs_k` | the teacher's top-K logprobs (offline KD), raw bytes |
-| `model`, `backend` | which teacher wrote the trace, and how |"""
+| `model`, `backend`, `teacher` | which teacher wrote the trace (its path and, with `teachers:`, its name), and how |"""
 FILTER_FIELDS = """| `verdict`, `pred`, `verify_reason`, `verify_detail` | the verifier's verdict, the extracted answer and how |
 | `pass_rate` | share of the prompt's samples that were correct |
 | `reject_reason` | why a trace was rejected (rejected/ only) |"""
@@ -46,13 +46,14 @@ def _header(cfg: RecipeConfig, rows: int, configs: list[dict], name: str) -> str
 
 
 def _how_made(cfg: RecipeConfig) -> str:
-    g, p, t = cfg.generate, cfg.prompt, cfg.teacher
+    g, p = cfg.generate, cfg.prompt
     template = load_template(p.template)
+    teachers = [f"- teacher `{name}`: `{m.path}` via the `{kind}` backend, sampling "
+                f"`{json.dumps(s.model_dump(), sort_keys=True)}`" for name, m, kind, s in _specs(cfg)]
     lines = ["## How it was made", "",
              f"Made with seqdistill `generate` from the prompt set `{cfg.data.label()}` "
              f"(answer conventions: `{cfg.data.task}`).", "",
-             f"- teacher: `{t.path if t else '?'}` via the `{g.backend}` backend",
-             f"- sampling: `{json.dumps(g.sampling.model_dump(), sort_keys=True)}`",
+             *teachers,
              f"- top-K logprobs captured: {g.logprobs or 'no'}",
              f"- system prompt: {json.dumps(p.system) if p.system else 'none'}; assistant prefill: "
              f"{json.dumps(p.prefill) if p.prefill else 'none'}",
@@ -60,6 +61,13 @@ def _how_made(cfg: RecipeConfig) -> str:
              "", f"License: `{cfg.dataset_license}` (recipe key `dataset_license`). The traces are model outputs: "
              "the teacher's terms of use apply as well as the prompt data's license."]
     return "\n".join(lines)
+
+
+def _specs(cfg: RecipeConfig) -> list:
+    try:
+        return cfg.teacher_specs()
+    except ConfigError:  # filter run on a generate dir made elsewhere (filter.input_dir), no teacher in the recipe
+        return []
 
 
 def write_generate_card(out: Path, cfg: RecipeConfig, records: int, prompts: int) -> Path:

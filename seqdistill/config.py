@@ -155,6 +155,13 @@ class GenerateConfig(Section):
         return self
 
 
+class NamedTeacher(ModelConfig):
+    """One of several teachers writing one dataset (`teachers:`); every trace records the name."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="short name recorded with every trace it writes")
+    backend: BackendName | None = Field(None, description="hf | vllm | openai (default: generate.backend)")
+    sampling: SamplingConfig | None = Field(None, description="how this teacher samples (default: generate.sampling)")
+
+
 class StudentProbe(Section):
     """Student-aware selection: the student (or a cheaper proxy) answers every prompt k times with the same
     verifier; prompts it already solves teach it little."""
@@ -258,6 +265,8 @@ class TrainSection(Section):
 
 class SFTSection(TrainSection):
     """sft: the stage-3 training settings (named apart from trl.SFTConfig, which it is turned into)."""
+    per_teacher: bool = Field(False, description="with `teachers:`, also train one student on each teacher's kept "
+                              "traces (RUN_DIR/sft-by-teacher/NAME; eval label sft:NAME) to compare teachers")
 
 
 class KDSection(TrainSection):
@@ -281,10 +290,6 @@ class EvalConfig(Section):
     max_train_overlap: float = Field(0.01, ge=0.0, le=1.0, description=(
         "refuse when more than this fraction of eval items overlaps the training prompts (1.0: intended)"))
     overlap_ngram: int = Field(8, ge=1, description="word n-gram size for the train/eval overlap check")
-    majority_labels: bool = Field(False, description="prompts without a gold answer get the teacher's majority "
-                                  "answer over its n samples as label (marked label_source: majority)")
-    majority_min_agreement: float = Field(0.6, gt=0.0, le=1.0,
-        description="share of a prompt's samples that must agree for a majority label (ties never label)")
     num_workers: int = Field(2, ge=1, description="verifier worker processes")
     timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="backend: openai endpoint settings")
@@ -306,6 +311,8 @@ class RecipeConfig(Section):
                                  "generate and filter outputs (the prompt data's license and the teacher's terms "
                                  "decide it; e.g. mit)")
     teacher: ModelConfig | None = Field(None, description="the model that writes traces")
+    teachers: list[NamedTeacher] | None = Field(None, description="several teachers writing one dataset, each "
+                                                "trace marked with its teacher's name (instead of `teacher`)")
     student: ModelConfig | None = Field(None, description="the model being trained")
     data: DataConfig = Field(DataConfig(synthetic=SyntheticConfig()), description="training prompts")
     prompt: PromptConfig = Field(PromptConfig(), description="how a question becomes a chat prompt")
@@ -314,6 +321,28 @@ class RecipeConfig(Section):
     sft: SFTSection = Field(SFTSection(), description="stage 3")
     kd: KDSection | None = Field(None, description="stage 4 (optional)")
     eval: EvalConfig = Field(EvalConfig(), description="stage 5")
+
+    @model_validator(mode="after")
+    def _teacher_names(self):
+        names = [t.name for t in self.teachers or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"teachers: name {twice[0]!r} is used twice; every teacher needs its own name")
+        if self.teachers is not None and not self.teachers:
+            raise ValueError("teachers: empty list; name at least one teacher, or use `teacher`")
+        return self
+
+    def teacher_specs(self) -> list[tuple[str, ModelConfig, str, SamplingConfig]]:
+        """(name, model, backend, sampling) of every teacher: `teachers`, else `teacher` named "teacher"."""
+        g = self.generate
+        if self.teachers:
+            return [(t.name, ModelConfig(**t.model_dump(include=set(ModelConfig.model_fields))),
+                     t.backend or g.backend, t.sampling or g.sampling) for t in self.teachers]
+        return [("teacher", self.need("teacher"), g.backend, g.sampling)]
+
+    def per_teacher_dir(self, name: str) -> Path:
+        """Where sft.per_teacher puts the student trained on one teacher's traces (eval label sft:NAME)."""
+        return Path(self.run_dir) / "sft-by-teacher" / name
 
     def stage_dir(self, stage: str) -> Path:
         explicit = getattr(getattr(self, stage), "output_dir", None) if getattr(self, stage) else None

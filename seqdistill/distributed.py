@@ -37,13 +37,14 @@ class Replica:
         self.backend, self.tok, self.path = open_backend(kind, ModelConfig(**model), OpenAIConfig(**openai),
                                                          vllm, seed)
 
-    def run(self, items: list[dict], params: Params, task: str, model: str) -> tuple[list[dict], float]:
+    def run(self, items: list[dict], params: Params, task: str, model: str, teacher: str = "teacher",
+            offset: int = 0) -> tuple[list[dict], float]:
         from .sampling import build_prompts, sample
 
         t0 = time.perf_counter()
         prompts = build_prompts(self.prompt, items, self.tok)
         outs = sample(self.backend, prompts, params)
-        records = [make_record(it, pr, j, c, task, model, self.backend.name)
+        records = [make_record(it, pr, offset + j, c, task, model, self.backend.name, teacher)
                    for it, pr, row in zip(items, prompts, outs) for j, c in enumerate(row)]
         return records, time.perf_counter() - t0
 
@@ -51,7 +52,7 @@ class Replica:
 def ray_generate_into(store: Store, items: list[dict], ray_cfg: RayConfig, kind: str, model_cfg: ModelConfig,
                       openai: OpenAIConfig, vllm: dict, seed: int, prompt: PromptConfig, params: Params, *,
                       task: str, model: str, tag: str, desc: str = "generate", done: set | None = None,
-                      threads: int | None = None) -> dict:
+                      threads: int | None = None, teacher: str = "teacher", sample_offset: int = 0) -> dict:
     try:
         import ray
     except ImportError:
@@ -79,7 +80,7 @@ def ray_generate_into(store: Store, items: list[dict], ray_cfg: RayConfig, kind:
             while idle and chunks:
                 r = idle.pop()
                 ci, chunk = chunks.popleft()
-                inflight[REPLICAS[r].run.remote(chunk, params, task, model)] = (r, ci, chunk)
+                inflight[REPLICAS[r].run.remote(chunk, params, task, model, teacher, sample_offset)] = (r, ci, chunk)
             ready, _ = ray.wait(list(inflight), num_returns=1)
             r, ci, chunk = inflight.pop(ready[0])
             try:

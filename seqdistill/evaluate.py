@@ -38,6 +38,13 @@ def model_refs(cfg: RecipeConfig) -> list[tuple[str, object]]:
         if name in ("teacher", "student"):
             out.append((name, cfg.need(name)))
             continue
+        if name.startswith("sft:"):  # a student of one teacher's traces (sft.per_teacher)
+            path = cfg.per_teacher_dir(name.split(":", 1)[1]) / "model"
+            if not (path / "config.json").is_file():
+                raise ConfigError(f"eval.models: {name!r} -> {path} has no trained model; set sft.per_teacher: "
+                                  "true with `teachers:` and run sft")
+            out.append((name, ModelConfig(path=str(path))))
+            continue
         if name in ("sft", "kd", "final"):
             stage = name if name != "final" else ("kd" if cfg.kd is not None else "sft")
             path = cfg.stage_dir(stage) / "model"
@@ -211,8 +218,18 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     report = {"benchmark": bench.label(), "task": bench.task, "k": e.sampling.n, "train_overlap": overlap,
               "sampling": e.sampling.model_dump(), "backend": e.backend, "models": results, "summary": summary,
               "created": time.time()}
+    students = [m for m in results if m.startswith("sft:") or (m == "sft" and any(x.startswith("sft:") for x in results))]
+    if students:  # which teacher makes the better student: ranked by the student's accuracy, not the teacher's
+        report["teacher_ranking"] = sorted(
+            ({"student": m, "teacher": m.split(":", 1)[1] if ":" in m else "(all teachers)",
+              "accuracy": results[m]["accuracy"]["mean"], "ci95": results[m]["accuracy"]["ci95"]} for m in students),
+            key=lambda row: -row["accuracy"])
     atomic_write_text(out / "eval.json", json.dumps(report, indent=2))
     table = markdown_table(report)
+    if report.get("teacher_ranking"):
+        table += "\n\nWhich teacher makes the better student (student accuracy, 95% CI):\n" + "\n".join(
+            f"{i + 1}. {row['teacher']}: {100 * row['accuracy']:.1f}% [{100 * row['ci95'][0]:.1f}%, "
+            f"{100 * row['ci95'][1]:.1f}%]" for i, row in enumerate(report["teacher_ranking"]))
     atomic_write_text(out / "report.md", table + "\n")
     png = _plot(report, lengths, out / "report.png")
     log.info("eval: wrote %s%s", out / "report.md", f" and {png}" if png else "")

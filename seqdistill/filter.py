@@ -146,6 +146,19 @@ def _reasons_by_prompt(records) -> dict[str, set]:
     return out
 
 
+def _per_teacher(records) -> dict:
+    out: dict = {}
+    for r in records:
+        t = out.setdefault(r.get("teacher") or "teacher", {"input": 0, "kept": 0, "correct": 0, "reject_reasons": Counter()})
+        t["input"] += 1
+        t["correct"] += r["verdict"] == CORRECT
+        if r["reject_reason"] is None:
+            t["kept"] += 1
+        else:
+            t["reject_reasons"][r["reject_reason"]] += 1
+    return {name: {**t, "reject_reasons": dict(t["reject_reasons"].most_common())} for name, t in out.items()}
+
+
 def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
     rates = {r["prompt_id"]: r["pass_rate"] for r in records}
     hist = [0] * 10
@@ -164,6 +177,7 @@ def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
         "mean_tokens_kept": _mean([r["completion_tokens"] for r in kept]),
         "mean_tokens_rejected": _mean([r["completion_tokens"] for r in rejected]),
         "contamination_hits": extra["contamination"],
+        "per_teacher": _per_teacher(records),
         "verify_fast_path_share": verify_stats.get("fast_path", 0) / total if total else None,
         "per_prompt_pass_rate": rates, "seconds": seconds,
         **({"majority_labels": extra["majority"]} if extra.get("majority") is not None else {}),
@@ -180,6 +194,10 @@ def summary_text(stats: dict) -> str:
     lines.append(f"  mean tokens kept {stats['mean_tokens_kept'] or 0:.1f}, "
                  f"rejected {stats['mean_tokens_rejected'] or 0:.1f}")
     lines.append("  pass-rate histogram " + " ".join(f"{k}:{v}" for k, v in stats["pass_rate_histogram"].items()))
+    if len(stats.get("per_teacher", {})) > 1:
+        for name, t in stats["per_teacher"].items():
+            lines.append(f"  teacher {name}: kept {t['kept']} / {t['input']} (correct {t['correct']}), "
+                         f"rejected {t['reject_reasons']}")
     if stats.get("prompts_removed"):
         lines.append("  prompts removed " + ", ".join(f"{k}: {v}" for k, v in stats["prompts_removed"].items()))
     m = stats.get("majority_labels")

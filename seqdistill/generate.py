@@ -18,54 +18,67 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Path:
-    """Generate into cfg's generate dir. `backend` reuses an open engine (tests share one vLLM start)."""
-    teacher = cfg.need("teacher")
+    """Generate into cfg's generate dir. `backend` reuses an open engine (tests share one vLLM start).
+    With `teachers:` each teacher fills its own sample-index range of every prompt, records carry its name,
+    and resume is per teacher."""
+    specs = cfg.teacher_specs()
     g = cfg.generate
     out = cfg.stage_dir("generate")
     set_threads(cfg.num_threads)
     i, n = parse_shard(g.shard)
     items = select_shard(load_prompts(cfg.data), g.shard)
-    chash = stage_hash(cfg, "teacher", "data", "prompt", "generate",
+    chash = stage_hash(cfg, "teacher", "data", "prompt", "generate", *(["teachers"] if cfg.teachers else []),
                        drop=("generate.output_dir", "generate.batch_size", "generate.shard", "generate.openai",
                              "generate.max_in_flight", "generate.flush_seconds", "generate.ray"))
-    if backend is None and g.backend != "openai":
-        resolve(teacher.path, teacher.gguf_file)  # a wrong model path fails before anything is written
+    for _, model, kind, _ in specs:
+        if backend is None and kind != "openai":
+            resolve(model.path, model.gguf_file)  # a wrong model path fails before anything is written
     store = Store(out)
+    teacher_meta = specs[0][1].model_dump() if not cfg.teachers else [t.model_dump() for t in cfg.teachers]
     resumed = store.prepare("generate", chash, {
-        "teacher": teacher.model_dump(), "backend": g.backend, "sampling": g.sampling.model_dump(),
+        "teacher": teacher_meta, "backend": g.backend, "sampling": g.sampling.model_dump(),
         "logprobs": g.logprobs, "task": cfg.data.task, "data": cfg.data.label(), "num_shards": n}, overwrite)
-    done = set(store.column("prompt_id"))
-    if resumed and all(it["id"] in done for it in items):
-        log.info("%s: shard %d/%d already complete (%d prompts)", out, i, n, len(items))
-    elif g.ray is not None and backend is None:
-        from .distributed import ray_generate_into
-
-        stats = ray_generate_into(store, items, g.ray, g.backend, teacher, g.openai, g.vllm, g.sampling.seed,
-                                  cfg.prompt, to_params(g.sampling, g.logprobs), task=cfg.data.task,
-                                  model=teacher.path, tag=f"s{i}of{n}", done=done, threads=cfg.num_threads)
-        log.info("generate: wrote %d prompts, %d tokens (%.1f tok/s) on Ray", stats["new_prompts"],
-                 stats["new_tokens"], stats["tokens_per_s"] or 0)
-    else:
-        if backend is None:
-            backend, tok, path = open_backend(g.backend, teacher, g.openai, g.vllm, g.sampling.seed)
-            owned = True
+    ids = store.column("prompt_id")
+    names = store.column("teacher") if cfg.teachers and ids else ["teacher"] * len(ids)
+    offset = 0
+    for name, model, kind, sampling in specs:
+        done = {pid for pid, t in zip(ids, names) if t == name or not cfg.teachers}
+        if resumed and all(it["id"] in done for it in items):
+            log.info("%s: %s: shard %d/%d already complete (%d prompts)", out, name, i, n, len(items))
         else:
-            tok, path, owned = backend.tok, teacher.path, False
-        log.info("generate: %d prompts x %d samples with %s (%s) -> %s", len(items), g.sampling.n, path,
-                 g.backend, out)
-        try:
-            stats = generate_into(store, items, build_prompts(cfg.prompt, items, tok), backend,
-                                  to_params(g.sampling, g.logprobs), batch_size=g.batch_size,
-                                  task=cfg.data.task, model=teacher.path, tag=f"s{i}of{n}", done=done,
-                                  max_in_flight=g.max_in_flight, flush_seconds=g.flush_seconds)
-        finally:
-            if owned:
-                backend.close()
-        log.info("generate: wrote %d prompts, %d tokens (%.1f tok/s)", stats["new_prompts"], stats["new_tokens"],
-                 stats["tokens_per_s"] or 0)
+            stats = _generate_one(cfg, store, items, done, name, model, kind, sampling, offset, backend, i, n)
+            log.info("generate: %s wrote %d prompts, %d tokens (%.1f tok/s)%s", name, stats["new_prompts"],
+                     stats["new_tokens"], stats["tokens_per_s"] or 0, " on Ray" if g.ray else "")
+        offset += sampling.n
     m = store.update_manifest(parts={f"{i}/{n}": {"complete": True, "prompts": len(items)}})
     complete = all(m["parts"].get(f"{k}/{n}", {}).get("complete") for k in range(n))
     store.update_manifest(complete=complete, records=store.count())
     if complete:
         write_generate_card(out, cfg, store.count(), len(set(store.column("prompt_id"))))
     return out
+
+
+def _generate_one(cfg, store, items, done, name, model, kind, sampling, offset, backend, i, n) -> dict:
+    g = cfg.generate
+    params = to_params(sampling, g.logprobs)
+    common = dict(task=cfg.data.task, model=model.path, tag=f"s{i}of{n}" + ("" if name == "teacher" else f"-{name}"),
+                  done=done, teacher=name, sample_offset=offset)
+    if g.ray is not None and backend is None:
+        from .distributed import ray_generate_into
+
+        return ray_generate_into(store, items, g.ray, kind, model, g.openai, g.vllm, sampling.seed, cfg.prompt,
+                                 params, threads=cfg.num_threads, **common)
+    owned = backend is None
+    if owned:
+        backend, tok, path = open_backend(kind, model, g.openai, g.vllm, sampling.seed)
+    else:
+        tok, path = backend.tok, model.path
+    log.info("generate: %d prompts x %d samples with %s %s (%s) -> %s", len(items), sampling.n, name, path, kind,
+             store.root)
+    try:
+        return generate_into(store, items, build_prompts(cfg.prompt, items, tok), backend, params,
+                             batch_size=g.batch_size, max_in_flight=g.max_in_flight,
+                             flush_seconds=g.flush_seconds, **common)
+    finally:
+        if owned:
+            backend.close()

@@ -23,6 +23,7 @@ RECORD_SCHEMA = pa.schema([
     ("logprobs_k", pa.int32()), ("teacher_topk_ids", pa.binary()), ("teacher_topk_logprobs", pa.binary()),
     ("model", pa.string()), ("backend", pa.string()), ("created", pa.float64()),
     ("budget_forced", pa.bool_()),  # sampling.thinking_budget ran out: budget_close was forced in
+    ("teacher", pa.string()),  # the teacher's name (`teachers:`), "teacher" for a single teacher
 ])
 
 # filter adds its verdict and decision to every record (kept/ and rejected/ share this layout)
@@ -55,7 +56,8 @@ def has_topk(record: dict) -> bool:
     return bool(record.get("logprobs_k") and record.get("completion_ids") and record.get("prompt_ids"))
 
 
-def make_record(item: dict, pin: PromptIn, j: int, c: Completion, task: str, model: str, backend: str) -> dict:
+def make_record(item: dict, pin: PromptIn, j: int, c: Completion, task: str, model: str, backend: str,
+                teacher: str = "teacher") -> dict:
     full = (pin.prefill or "") + c.text  # the assistant turn as the student should learn it
     reasoning, answer, closed = split_reasoning(full)
     rec = {
@@ -66,7 +68,7 @@ def make_record(item: dict, pin: PromptIn, j: int, c: Completion, task: str, mod
         "completion_tokens": c.completion_tokens, "prompt_ids": pin.token_ids,
         "completion_ids": c.token_ids or None, "logprobs_k": None, "teacher_topk_ids": None,
         "teacher_topk_logprobs": None, "model": model, "backend": backend, "created": time.time(),
-        "budget_forced": c.budget_forced,
+        "budget_forced": c.budget_forced, "teacher": teacher,
     }
     if c.topk_ids is not None:
         rec.update(encode_topk(c.topk_ids, c.topk_logprobs))

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 MAX_TRACES = 5000       # traces embedded in the page (the counts above them are always complete)
 MAX_CHARS = 8000        # characters kept of one completion
 TRACE_COLUMNS = ["prompt_id", "sample_index", "question", "gold", "reasoning", "answer", "completion",
-                 "completion_tokens", "finish_reason", "model", "verdict", "pred", "verify_reason",
+                 "completion_tokens", "finish_reason", "model", "teacher", "verdict", "pred", "verify_reason",
                  "verify_detail", "reject_reason"]
 
 
@@ -75,7 +75,8 @@ def collect(run_dir: Path) -> dict:
     data["traces"] = [{
         "id": r["prompt_id"], "i": r["sample_index"], "q": r["question"], "gold": r.get("gold"),
         "reasoning": _clip(r.get("reasoning")), "answer": _clip(r.get("answer") or r.get("completion")),
-        "tokens": r["completion_tokens"], "finish": r.get("finish_reason"), "teacher": _short_model(r.get("model")),
+        "tokens": r["completion_tokens"], "finish": r.get("finish_reason"),
+        "teacher": r["teacher"] if r.get("teacher") not in (None, "teacher") else _short_model(r.get("model")),
         "verdict": r.get("verdict") or "unfiltered", "pred": r.get("pred"), "path": r.get("verify_reason"),
         "detail": r.get("verify_detail"),
         "reason": (r.get("reject_reason") or "kept") if r.get("verdict") else "unfiltered",

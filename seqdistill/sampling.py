@@ -74,7 +74,8 @@ def build_prompts(prompt: PromptConfig, items: list[dict], tokenizer) -> list[Pr
 
 def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], backend, params: Params, *,
                   batch_size: int, task: str, model: str, tag: str, desc: str = "generate",
-                  done: set | None = None, max_in_flight: int | None = None, flush_seconds: float = 60.0) -> dict:
+                  done: set | None = None, max_in_flight: int | None = None, flush_seconds: float = 60.0,
+                  teacher: str = "teacher", sample_offset: int = 0) -> dict:
     """Generate for every item not yet on disk (`done`: ids already read by the caller). Returns counts.
 
     Backends that can stream (vllm, openai) keep up to `max_in_flight` prompts going and each finished prompt
@@ -89,8 +90,9 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
     t0, counts = time.perf_counter(), {"tokens": 0}
 
     def flush(batch: list[tuple[dict, PromptIn, list[Completion]]]) -> None:
-        records = [make_record(it, pr, j, c, task, model, backend.name) for it, pr, row in batch
-                   for j, c in enumerate(row)]
+        # several teachers share one prompt's sample indices: each gets its own range (sample_offset)
+        records = [make_record(it, pr, sample_offset + j, c, task, model, backend.name, teacher)
+                   for it, pr, row in batch for j, c in enumerate(row)]
         store.write_shard(records, tag, RECORD_SCHEMA)
         counts["tokens"] += sum(r["completion_tokens"] for r in records)
         bar.update(len(batch))

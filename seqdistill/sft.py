@@ -6,15 +6,55 @@ preview (`--inspect`), resume, and no silent overwrite."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from .config import RecipeConfig
+from .errors import ConfigError
+from .records import FILTER_SCHEMA
+from .store import Store, atomic_write_parquet
 from .train import build_trainer, train_stage
+
+log = logging.getLogger(__name__)
 
 
 def run_sft(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> Path:
-    return train_stage(cfg, "sft", cfg.sft, cfg.stage_dir("filter") / "kept", resume, overwrite, ())
+    kept = cfg.stage_dir("filter") / "kept"
+    final = train_stage(cfg, "sft", cfg.sft, kept, resume, overwrite, ())
+    if cfg.sft.per_teacher:
+        for name in per_teacher_datasets(cfg, kept):
+            one = cfg.model_copy(deep=True)
+            one.sft.output_dir = str(cfg.per_teacher_dir(name))
+            one.sft.dataset = str(_subset_dir(cfg, name))
+            log.info("sft: student on %s's traces only -> %s", name, one.sft.output_dir)
+            train_stage(one, "sft", one.sft, kept, resume, overwrite, ())
+    return final
+
+
+def _subset_dir(cfg: RecipeConfig, name: str) -> Path:
+    return Path(cfg.run_dir) / "sft-by-teacher-data" / name
+
+
+def per_teacher_datasets(cfg: RecipeConfig, kept: Path) -> list[str]:
+    """Split the kept traces by teacher into RUN_DIR/sft-by-teacher-data/NAME (rewritten only on change)."""
+    if not cfg.teachers:
+        raise ConfigError("sft.per_teacher: needs `teachers:` (several named teachers) in the recipe")
+    records = list(Store(kept.parent, kept.name).records())
+    names = sorted({r["teacher"] for r in records})
+    for name in [t.name for t in cfg.teachers]:
+        if name not in names:
+            log.warning("sft.per_teacher: teacher %s has no kept trace; no student for it", name)
+    for name in names:
+        path = _subset_dir(cfg, name) / "part-00000.parquet"
+        table = pa.Table.from_pylist([r for r in records if r["teacher"] == name], schema=FILTER_SCHEMA)
+        if not path.is_file() or not pq.read_table(path).equals(table):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_parquet(path, table)
+    return names
 
 
 # ------------------------------------------------------------------ --inspect
