@@ -1,8 +1,11 @@
 """SFT throughput on a long-tailed length mix (many short traces, few very long), measured side by side:
 packed (padding-free BFD) vs padded batches, and `seqdistill sft` vs a bare TRL SFTTrainer script with the
-same settings. Small random Qwen2 + the tests' tiny tokenizer, CPU.
+same settings. Default: small random Qwen2 + the tests' tiny tokenizer, CPU. With --model and --data: a real
+student (e.g. the packaged 0.5B, LoRA) on real kept traces (a filter output dir, e.g. the GSM8K run's).
 
     python bench/sft_throughput.py [--examples 256] [--steps 20] [--hidden 256]
+    python bench/sft_throughput.py --model packaged:qwen2.5-coder-0.5b-instruct --data runs/gsm8k-cpu/filter \
+        --lora --bf16 --steps 4 --reps 1
 """
 
 from __future__ import annotations
@@ -44,17 +47,32 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", help="a real student (folder or packaged:NAME) instead of the toy")
+    ap.add_argument("--data", help="a filter output dir whose kept traces to train on instead of the toy mix")
+    ap.add_argument("--lora", action="store_true", help="LoRA r=32 on all linear layers")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with native bf16)")
+    ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp())
-    tok = build_tokenizer(tmp / "tok")
-    student = build_model(tmp / "student", tok, hidden=args.hidden, layers=4)
-    kept = Store(tmp / "filter", "kept")
-    kept.prepare("filter", "bench", {})
-    kept.write_shard(long_tailed(args.examples, random.Random(0)), "part", FILTER_SCHEMA)
-    kept.update_manifest(complete=True)
+    if args.model:
+        from seqdistill.models import resolve
+
+        student = resolve(args.model)
+    else:
+        tok = build_tokenizer(tmp / "tok")
+        student = build_model(tmp / "student", tok, hidden=args.hidden, layers=4)
+    data = args.data
+    if data is None:
+        kept = Store(tmp / "filter", "kept")
+        kept.prepare("filter", "bench", {})
+        kept.write_shard(long_tailed(args.examples, random.Random(0)), "part", FILTER_SCHEMA)
+        kept.update_manifest(complete=True)
+        data = str(tmp / "filter")
+    lora = {"r": 32, "alpha": 64, "dropout": 0.0, "target_modules": "all-linear", "merge": False} if args.lora else None
     common = {"max_steps": args.steps, "max_length": 1024, "per_device_train_batch_size": 4,
-              "learning_rate": 1e-4, "save_steps": 10_000, "logging_steps": 5, "dataset": str(tmp / "filter")}
+              "learning_rate": 1e-4, "save_steps": 10_000, "logging_steps": 1, "dataset": data,
+              "lora": lora, "bf16": args.bf16}
 
     def ours(packing, tag):
         cfg = validate({"run_dir": str(tmp / tag), "num_threads": args.threads, "student": {"path": str(student)},
@@ -75,27 +93,34 @@ def main():
         from trl import SFTConfig, SFTTrainer
 
         t0 = time.perf_counter()
-        ds = datasets.load_dataset("parquet", data_files=str(tmp / "filter" / "kept" / "*.parquet"),
+        ds = datasets.load_dataset("parquet", data_files=str(Path(data) / "kept" / "*.parquet"),
                                    split="train").select_columns(["messages"])
         tk = AutoTokenizer.from_pretrained(student)
-        model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(student, dtype=torch.bfloat16 if args.bf16 else torch.float32)
         a = SFTConfig(output_dir=str(tmp / tag), max_steps=args.steps, max_length=1024, packing=True,
-                      per_device_train_batch_size=4, learning_rate=1e-4, save_steps=10_000, logging_steps=5,
-                      assistant_only_loss=True, bf16=False, use_cpu=True, report_to="none",
+                      packing_strategy="bfd", per_device_train_batch_size=4, learning_rate=1e-4, save_steps=10_000,
+                      logging_steps=1, assistant_only_loss=True, bf16=args.bf16, use_cpu=True, report_to="none",
                       gradient_checkpointing=False, warmup_steps=0.03, lr_scheduler_type="cosine")
-        tr = SFTTrainer(model=model, args=a, train_dataset=ds, processing_class=tk)
+        peft = None
+        if lora:
+            from peft import LoraConfig
+
+            peft = LoraConfig(r=32, lora_alpha=64, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+        tr = SFTTrainer(model=model, args=a, train_dataset=ds, processing_class=tk, peft_config=peft)
         out = tr.train()
         tr.save_model(str(tmp / tag / "model"))
         return out.metrics["train_runtime"], time.perf_counter() - t0
 
-    ours(True, "warmup")
+    if not args.model:
+        ours(True, "warmup")
     runs = []
-    for rep in range(2):  # alternate ours / bare so drift on a shared machine hits both sides; keep the best
+    for rep in range(args.reps):  # alternate ours / bare so drift on a shared machine hits both sides; keep the best
         runs.append((ours(True, f"packed{rep}"), bare(f"bare{rep}")))
     tok_p, s_p, wall_p = min((r[0] for r in runs), key=lambda x: x[1])
     b_train, b_wall = min((r[1] for r in runs), key=lambda x: x[0])
     tok_u, s_u, _ = ours(False, "padded")
-    print(f"{args.examples} long-tailed examples, {args.steps} steps x batch 4, hidden {args.hidden}, CPU")
+    what = f"{args.model} on {data}" if args.model else f"{args.examples} long-tailed examples, hidden {args.hidden}"
+    print(f"{what}, {args.steps} steps x batch 4, lora={bool(lora)}, bf16={args.bf16}, CPU")
     print(f"packed (padding-free BFD): {tok_p / s_p:8.0f} tokens/s   ({tok_p} tokens, {s_p:.1f} s)")
     print(f"padded                   : {tok_u / s_u:8.0f} tokens/s   ({tok_u} tokens, {s_u:.1f} s)")
     print(f"packed / padded          : {(tok_p / s_p) / (tok_u / s_u):8.2f}x  (target >= 1.5x; at this toy width "
