@@ -250,7 +250,8 @@ class TrainSection(Section):
     per_device_train_batch_size: int = Field(1, description="rows per device per micro-batch")
     gradient_accumulation_steps: int = Field(1, description="micro-batches per optimizer step")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
-    bf16: bool | None = Field(None, description="None: bf16 where supported, fp32 on CPU")
+    bf16: bool | None = Field(None, description="None: bf16 where the hardware has it natively (CUDA, CPUs with "
+                              "AVX-512 BF16 / AMX), fp32 elsewhere")
     use_liger_kernel: bool = Field(False, description="fused Liger kernels when installed")
     logging_steps: int = Field(1, description="log every N steps")
     save_steps: int = Field(100, description="checkpoint every N steps (resume point)")

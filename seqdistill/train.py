@@ -139,11 +139,18 @@ def check_reasoning_kept(tok, ds, key: str) -> None:
 
 # ------------------------------------------------------------------ trainer
 def _bf16(section: TrainSection) -> bool:
+    """bf16 where the hardware has it natively: CUDA GPUs that support it, and CPUs with AVX-512 BF16 / AMX
+    (measured on the packaged 0.5B student, LoRA: 53.9 vs 33.9 tokens/s for fp32, the same losses to 2 digits).
+    Elsewhere fp32: emulated bf16 on AVX2 is slower than fp32."""
     import torch
 
     if section.bf16 is not None:
         return section.bf16
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    from .models import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 def trl_args(section: TrainSection, out: Path, args_cls=None, **extra):

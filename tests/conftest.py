@@ -93,6 +93,10 @@ def recipe(tmp_path: Path, tiny: dict, **sections) -> dict:
             base[key] = {**base[key], **value}
         else:
             base[key] = value
+    for key in ("sft", "kd"):  # fp32 training too, whatever the CPU (bf16 is the default where it is native)
+        if isinstance(base.get(key), dict):
+            base[key] = {"bf16": False, **base[key]}
+    base.setdefault("sft", {"bf16": False})
     return base
 
 
