@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import numpy as np
 
@@ -140,8 +141,10 @@ class VLLMBackend:
                     ids = pr.token_ids or self.tok(pr.text, add_special_tokens=False)["input_ids"]
                     # FINAL_ONLY: one output per request, when all its n samples are done
                     sp = SamplingParams(**sampling_kwargs(p, pr.id), output_kind=RequestOutputKind.FINAL_ONLY)
-                    rid = engine.add_request(f"seqdistill-{pr.id}", {"prompt_token_ids": ids}, sp)
-                    pending[rid] = pr
+                    # outputs carry the id given here; the engine appends a random suffix to it internally
+                    ext = f"seqdistill-{len(pending)}-{pr.id}-{time.monotonic_ns()}"
+                    engine.add_request(ext, {"prompt_token_ids": ids}, sp)
+                    pending[ext] = pr
                 if not pending:
                     return
                 finished = [o for o in engine.step() if o.finished]
@@ -151,7 +154,7 @@ class VLLMBackend:
                     yield None  # heartbeat: lets the caller flush finished prompts on time
         finally:
             if pending:
-                engine.abort_request(list(pending))
+                engine.abort_request(list(pending), internal=False)
 
     def close(self) -> None:
         del self.llm
