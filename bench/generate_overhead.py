@@ -180,7 +180,10 @@ def bench_long_tail(args):
     streaming.llm, streaming.tok = llm, tok
 
     class BatchLoop:  # the same engine without stream(): static batches, as before issue 12
-        name, tok = "vllm", tok
+        name = "vllm"
+
+        def __init__(self):
+            self.tok = streaming.tok
 
         def generate(self, prs, p):
             return streaming.generate(prs, p)
