@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from seqdistill.backends import Params
-from seqdistill.backends.vllm import _cpu_defaults, map_output, sampling_kwargs
+from seqdistill.backends.vllm import VLLMBackend, _cpu_defaults, map_output, sampling_kwargs
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.store import Store
@@ -169,3 +169,16 @@ def test_vllm_cpu_defaults_use_every_core_and_avoid_the_seeded_chunked_prefill_c
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0")
     _cpu_defaults({})
     assert "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ
+
+
+def test_vllm_close_shuts_the_engine_processes_down_even_if_shutdown_fails(caplog):
+    calls = []
+    core = SimpleNamespace(shutdown=lambda: calls.append("shutdown"))
+    be = VLLMBackend.__new__(VLLMBackend)
+    be.llm = SimpleNamespace(llm_engine=SimpleNamespace(engine_core=core))
+    be.close()
+    assert calls == ["shutdown"] and not hasattr(be, "llm")
+    be.close()  # twice is harmless
+    be.llm = SimpleNamespace(llm_engine=SimpleNamespace(engine_core=SimpleNamespace(shutdown=lambda: 1 / 0)))
+    be.close()
+    assert "engine shutdown failed" in caplog.text

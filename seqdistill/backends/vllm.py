@@ -157,4 +157,12 @@ class VLLMBackend:
                 engine.abort_request(list(pending), internal=False)
 
     def close(self) -> None:
-        del self.llm
+        """Shut the engine's processes down explicitly: dropping the LLM object is not enough after a crash
+        (an orphaned engine worker kept 9 GB and a core busy after a failed GSM8K eval here)."""
+        llm = self.__dict__.pop("llm", None)
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            try:
+                core.shutdown()
+            except Exception as exc:  # noqa: BLE001 - closing must not hide the error that led here
+                log.warning("vllm: engine shutdown failed (%s: %s)", type(exc).__name__, exc)
