@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 def test_demo_recipe_runs_end_to_end_small(tmp_path):
     cfg = load_recipe(REPO / "recipes" / "demo" / "cpu.yaml", [
         f"run_dir={tmp_path / 'demo'}", "data.synthetic.n=6", "eval.data.synthetic.n=3",
-        "generate.batch_size=6", "generate.sampling.max_tokens=96", "eval.sampling.max_tokens=64",
+        "generate.batch_size=6", "generate.sampling.max_tokens=128", "generate.sampling.temperature=0.0",
+        "eval.sampling.max_tokens=64",
         "eval.batch_size=3", "sft.max_steps=2", "kd.max_steps=1", "sft.save_steps=100", "kd.save_steps=100",
         "eval.models=[teacher, student, kd]"])
     run_pipeline(cfg)
