@@ -121,7 +121,9 @@ def _write(tmp_path, tiny, lane, **gen):
 def test_vllm_resume_after_kill(tmp_path, tiny, lane):
     from seqdistill.store import Store
 
-    path, env = _write(tmp_path, tiny, lane)
+    # streaming with 2 prompts in flight: shards appear one by one (with all 40 in flight they all finish at
+    # once on this tiny model, before the kill could land)
+    path, env = _write(tmp_path, tiny, lane, max_in_flight=2)
     cmd = [sys.executable, "-m", "seqdistill.cli", "generate", "-r", str(path)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
