@@ -126,3 +126,14 @@ def cli(*args: str, env: dict | None = None):
 
     return subprocess.run([sys.executable, "-m", "seqdistill.cli", *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def schema_fields(model, prefix=""):
+    """(dotted path, pydantic field) of every key of a config model, nested sections included."""
+    from pydantic import BaseModel
+
+    for name, f in model.model_fields.items():
+        yield f"{prefix}{name}", f
+        for t in getattr(f.annotation, "__args__", ()) + (f.annotation,):
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                yield from schema_fields(t, f"{prefix}{name}.")

@@ -3,6 +3,8 @@ import pytest
 from seqdistill.config import RecipeConfig, load_recipe, stage_hash, validate
 from seqdistill.errors import ConfigError
 
+from conftest import schema_fields
+
 
 def write(tmp_path, text):
     p = tmp_path / "r.yaml"
@@ -67,16 +69,6 @@ def test_stage_dirs_and_hash():
 
 
 # ------------------------------------------------------------------ issue 8: every schema key acts
-def _fields(model, prefix=""):
-    from pydantic import BaseModel
-
-    for name, f in model.model_fields.items():
-        yield f"{prefix}{name}", name
-        for t in getattr(f.annotation, "__args__", ()) + (f.annotation,):
-            if isinstance(t, type) and issubclass(t, BaseModel):
-                yield from _fields(t, f"{prefix}{name}.")
-
-
 def test_every_schema_key_is_read_by_some_code():
     import re
     from pathlib import Path
@@ -85,8 +77,8 @@ def test_every_schema_key_is_read_by_some_code():
 
     pkg = Path(__file__).resolve().parent.parent / "seqdistill"
     src = "\n".join(p.read_text() for p in pkg.rglob("*.py") if p.name != "config.py")
-    unread = sorted({path for path, name in _fields(RecipeConfig)
-                     if not re.search(rf"\.{name}\b|[\"']{name}[\"']", src)})
+    leaf = {path: path.rsplit(".", 1)[-1] for path, _ in schema_fields(RecipeConfig)}
+    unread = sorted(path for path, name in leaf.items() if not re.search(rf"\.{name}\b|[\"']{name}[\"']", src))
     assert unread == [], f"schema keys no code reads: {unread}"
 
 

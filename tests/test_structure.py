@@ -4,6 +4,8 @@ says what it does, and `seqdistill recipe explain` shows it."""
 import ast
 from pathlib import Path
 
+from conftest import schema_fields
+
 PKG = Path(__file__).resolve().parent.parent / "seqdistill"
 STAGES = {"generate", "filter", "sft", "kd", "evaluate"}
 TOP = {"cli", "pipeline"}  # may import stages
@@ -31,23 +33,13 @@ def test_no_stage_imports_another_stage_and_shared_modules_import_no_stage():
     assert bad == []
 
 
-def _fields(model, prefix=""):
-    from pydantic import BaseModel
-
-    for name, f in model.model_fields.items():
-        yield f"{prefix}{name}", f
-        for t in getattr(f.annotation, "__args__", ()) + (f.annotation,):
-            if isinstance(t, type) and issubclass(t, BaseModel):
-                yield from _fields(t, f"{prefix}{name}.")
-
-
 def test_every_schema_field_has_a_description_shown_by_recipe_explain():
     from typer.testing import CliRunner
 
     from seqdistill.cli import app
     from seqdistill.config import RecipeConfig
 
-    fields = list(_fields(RecipeConfig))
+    fields = list(schema_fields(RecipeConfig))
     assert len(fields) > 150
     assert [p for p, f in fields if not f.description] == []
     runner = CliRunner()
