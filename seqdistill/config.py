@@ -331,6 +331,8 @@ class RecipeConfig(Section):
             raise ValueError(f"teachers: name {twice[0]!r} is used twice; every teacher needs its own name")
         if self.teachers is not None and not self.teachers:
             raise ValueError("teachers: empty list; name at least one teacher, or use `teacher`")
+        if self.sft.per_teacher and not self.teachers:
+            raise ValueError("sft.per_teacher: needs `teachers:` (several named teachers) in the recipe")
         return self
 
     def teacher_specs(self) -> list[tuple[str, ModelConfig, str, SamplingConfig]]:

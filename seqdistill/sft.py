@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import RecipeConfig
-from .errors import ConfigError
 from .records import FILTER_SCHEMA
 from .store import Store, atomic_write_parquet
 from .train import build_trainer, train_stage
@@ -41,8 +40,6 @@ def _subset_dir(cfg: RecipeConfig, name: str) -> Path:
 
 def per_teacher_datasets(cfg: RecipeConfig, kept: Path) -> list[str]:
     """Split the kept traces by teacher into RUN_DIR/sft-by-teacher-data/NAME (rewritten only on change)."""
-    if not cfg.teachers:
-        raise ConfigError("sft.per_teacher: needs `teachers:` (several named teachers) in the recipe")
     records = list(Store(kept.parent, kept.name).records())
     names = sorted({r["teacher"] for r in records})
     for name in [t.name for t in cfg.teachers]:

@@ -67,6 +67,9 @@ def test_filter_per_teacher_then_one_student_per_teacher_ranked_by_eval(make_cfg
 def test_teacher_names_must_be_unique_and_per_teacher_needs_teachers(make_cfg, tiny):
     with pytest.raises(SeqdistillError, match="teachers: .*name 'x' is used twice"):
         make_cfg(teachers=[{"name": "x", "path": str(tiny["teacher"])}, {"name": "x", "path": str(tiny["student"])}])
+    # refused when the recipe loads, not after the main student has trained
+    with pytest.raises(SeqdistillError, match="sft.per_teacher: needs `teachers:`"):
+        make_cfg(sft={"per_teacher": True})
     with pytest.raises(SeqdistillError, match="eval.models: 'sft:nobody'"):
         run_eval(make_cfg(eval={"data": {"synthetic": {"n": 2, "split": "test"}, "task": "arithmetic"},
                                 "models": ["sft:nobody"]}))
