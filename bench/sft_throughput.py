@@ -6,11 +6,14 @@ student (e.g. the packaged 0.5B, LoRA) on real kept traces (a filter output dir,
     python bench/sft_throughput.py [--examples 256] [--steps 20] [--hidden 256]
     python bench/sft_throughput.py --model packaged:qwen2.5-coder-0.5b-instruct --data runs/gsm8k-cpu/filter \
         --lora --bf16 --steps 4 --reps 1
+    python bench/sft_throughput.py --profile   # where the wrapper's time goes, phase by phase, ours vs bare
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import random
 import sys
 import tempfile
@@ -52,6 +55,8 @@ def main():
     ap.add_argument("--lora", action="store_true", help="LoRA r=32 on all linear layers")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with native bf16)")
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--profile", action="store_true",
+                    help="instead of the ratios: one run each of ours and bare under cProfile, time per phase")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp())
@@ -113,6 +118,8 @@ def main():
 
     if not args.model:
         ours(True, "warmup")
+    if args.profile:
+        return profile(lambda: ours(True, "profiled"), lambda: bare("bare-profiled"))
     runs = []
     for rep in range(args.reps):  # alternate ours / bare so drift on a shared machine hits both sides; keep the best
         runs.append((ours(True, f"packed{rep}"), bare(f"bare{rep}")))
@@ -128,6 +135,47 @@ def main():
     print(f"seqdistill sft vs bare TRL script (same settings): train {s_p:.1f} s vs {b_train:.1f} s "
           f"-> overhead {s_p / b_train - 1:+.1%} in training; end to end {wall_p:.1f} s vs {b_wall:.1f} s "
           f"({wall_p / b_wall - 1:+.1%}, includes our input checks and atomic save) (target <= 2%)")
+
+
+# (label, file suffix, function): the phases of a run, ours and bare; cumulative seconds under cProfile
+PHASES = [
+    ("our input checks (dataset, template, EOS, reasoning kept, prompt-only rows)", "seqdistill/train.py", "load_inputs"),
+    ("load the model", "seqdistill/train.py", "load_student"),
+    ("load the model", "transformers/models/auto/auto_factory.py", "from_pretrained"),
+    ("SFTTrainer(...) (tokenize, pack)", "trl/trainer/sft_trainer.py", "__init__"),
+    ("trainer.train()", "transformers/trainer.py", "train"),
+    ("  of it: our throughput callback", "seqdistill/train.py", "on_log"),
+    ("  of it: the training loop", "transformers/trainer.py", "_inner_training_loop"),
+    ("save (ours: generation config, atomic rename)", "seqdistill/train.py", "save_final"),
+    ("save", "transformers/trainer.py", "save_model"),
+    ("manifest, fingerprints, train_log.json", "seqdistill/store.py", "update_manifest"),
+    ("manifest, fingerprints, train_log.json", "seqdistill/store.py", "input_fingerprint"),
+]
+
+
+def profile(run_ours, run_bare):
+    """Where the wall time of one run goes, ours next to bare. cProfile slows Python-heavy code more than
+    torch kernels, so read shares, not absolute seconds."""
+    rows = {}
+    for side, fn in (("ours", run_ours), ("bare", run_bare)):
+        prof = cProfile.Profile()
+        prof.enable()
+        t0 = time.perf_counter()
+        fn()
+        wall = time.perf_counter() - t0
+        prof.disable()
+        stats = pstats.Stats(prof).stats
+        for label, suffix, func in PHASES:
+            ct = sum(v[3] for (f, _, name), v in stats.items() if f.endswith(suffix) and name == func)
+            if ct:  # a phase's functions differ between ours and bare (load_student wraps from_pretrained)
+                rows.setdefault(label, {}).setdefault(side, ct)
+        rows.setdefault("wall", {})[side] = wall
+    print(f"{'phase':78s} {'ours s':>8s} {'bare s':>8s}")
+    for label, v in rows.items():
+        print(f"{label:78s} {v.get('ours', 0):8.2f} {v.get('bare', 0):8.2f}")
+    w = rows["wall"]
+    print(f"ours - bare: {w['ours'] - w['bare']:+.2f} s of {w['bare']:.2f} s ({w['ours'] / w['bare'] - 1:+.1%}, "
+          "profiled; the ratio without cProfile comes from a run without --profile)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ class ModelConfig(Section):
     revision: str | None = Field(None, description="hub revision (branch, tag or commit) for weights and tokenizer")
     gguf_file: str | None = Field(None, description="GGUF file inside `path` to dequantize and cache as safetensors")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto",
-        description="weights dtype when loading (auto: bf16 on GPUs that support it, fp32 on CPU)")
+        description="weights dtype when loading (auto: bf16 on GPUs that support it and on CPUs with native "
+                    "bf16, else fp32)")
     trust_remote_code: bool = Field(False,
         description="allow the model repo's own Python code (tokenizer, model, vLLM)")
     chat_template: str | None = Field(None, description="jinja file replacing the tokenizer's template")
@@ -296,7 +297,8 @@ class EvalConfig(Section):
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="backend: openai endpoint settings")
     ray: RayConfig | None = Field(None, description="evaluate on a Ray cluster (null: in this process)")
     models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"],
-        description="teacher, student, sft, kd, final, or model folders")
+        description="teacher, student, sft, kd, final, teacher:NAME / sft:NAME (with `teachers:`), or model "
+                    "folders; retention is against `teacher`, else the first teacher:NAME listed")
     output_dir: str | None = Field(None, description="default: RUN_DIR/eval")
     backend: BackendName = Field("hf", description="hf | vllm | openai")
     sampling: SamplingConfig = Field(SamplingConfig(temperature=0.6, top_p=0.95, max_tokens=32768),
@@ -333,6 +335,14 @@ class RecipeConfig(Section):
             raise ValueError("teachers: empty list; name at least one teacher, or use `teacher`")
         if self.sft.per_teacher and not self.teachers:
             raise ValueError("sft.per_teacher: needs `teachers:` (several named teachers) in the recipe")
+        if self.teachers and "models" not in self.eval.model_fields_set:  # the default names every teacher
+            self.eval.models = [f"teacher:{n}" for n in names] + ["student", "final"]
+        for m in self.eval.models:  # which of several teachers `teacher` means would be a guess
+            if m == "teacher" and self.teachers:
+                raise ValueError("eval.models: 'teacher' is ambiguous with `teachers:`; name one as "
+                                 f"'teacher:NAME' (one of {', '.join(names)})")
+            if m.startswith("teacher:") and m.split(":", 1)[1] not in names:
+                raise ValueError(f"eval.models: {m!r} names no teacher in `teachers:` ({', '.join(names) or 'none'})")
         return self
 
     def teacher_specs(self) -> list[tuple[str, ModelConfig, str, SamplingConfig]]:

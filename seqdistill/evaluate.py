@@ -38,6 +38,12 @@ def model_refs(cfg: RecipeConfig) -> list[tuple[str, object]]:
         if name in ("teacher", "student"):
             out.append((name, cfg.need(name)))
             continue
+        if name.startswith("teacher:"):  # one of several teachers (`teachers:`), as generate loaded it
+            spec = {t: m for t, m, _, _ in cfg.teacher_specs()}.get(name.split(":", 1)[1])
+            if spec is None:
+                raise ConfigError(f"eval.models: {name!r} names no teacher in `teachers:`")
+            out.append((name, spec))
+            continue
         if name.startswith("sft:"):  # a student of one teacher's traces (sft.per_teacher)
             path = cfg.per_teacher_dir(name.split(":", 1)[1]) / "model"
             if not (path / "config.json").is_file():
@@ -244,13 +250,15 @@ def _write_samples(path: Path, recs: list[dict]) -> None:
 
 
 def distillation_summary(results: dict) -> dict:
-    """Retention, size ratio and speed-up of every model against the teacher."""
-    if "teacher" not in results:
+    """Retention, size ratio and speed-up of every model against the teacher: `teacher`, else the first
+    `teacher:NAME` evaluated (with several teachers)."""
+    ref = "teacher" if "teacher" in results else next((m for m in results if m.startswith("teacher:")), None)
+    if ref is None:
         return {}
-    t = results["teacher"]
+    t = results[ref]
     out = {}
     for label, r in results.items():
-        if label == "teacher":
+        if label == ref:
             continue
         acc_t = t["accuracy"]["mean"]
         out[label] = {

@@ -29,7 +29,7 @@ def test_recipe_validates_and_reads_like_a_runbook(path: Path):
     load_template(cfg.prompt.template)
     for data in [cfg.data, *(cfg.filter.decontaminate), *([cfg.eval.data] if cfg.eval.data else [])]:
         get_task(data.task)
-    assert cfg.teacher is not None and cfg.student is not None
+    assert (cfg.teacher is not None or cfg.teachers) and cfg.student is not None
     assert cfg.eval.data is not None, "eval needs a held-out set (issue 8)"
     if cfg.kd is not None and cfg.kd.tail == "bucket":
         assert cfg.kd.temperature == 1.0, "tail: bucket is refused at temperature != 1"

@@ -48,7 +48,8 @@ def test_filter_per_teacher_then_one_student_per_teacher_ranked_by_eval(make_cfg
                sft={"max_steps": 1, "per_device_train_batch_size": 2, "save_steps": 100, "per_teacher": True,
                     "max_length": 256},
                eval={"data": {"synthetic": {"n": 3, "split": "test"}, "task": "arithmetic"},
-                     "models": ["sft", "sft:big", "sft:small"], "sampling": {"n": 1, "max_tokens": 6}})
+                     "models": ["teacher:small", "sft", "sft:big", "sft:small"],
+                     "sampling": {"n": 1, "max_tokens": 6}})
     run_generate(cfg)
     stats = json.loads((run_filter(cfg) / "stats.json").read_text())
     per = stats["per_teacher"]
@@ -62,6 +63,14 @@ def test_filter_per_teacher_then_one_student_per_teacher_ranked_by_eval(make_cfg
     assert {row["teacher"] for row in ranking} == {"big", "small", "(all teachers)"}
     assert [row["accuracy"] for row in ranking] == sorted((row["accuracy"] for row in ranking), reverse=True)
     assert "Which teacher makes the better student" in (cfg.stage_dir("eval") / "report.md").read_text()
+    # `teacher:NAME` evaluates that teacher (here the small one, which has the student's size) and is the
+    # reference for retention when no plain `teacher` is evaluated
+    small = report["models"]["teacher:small"]
+    assert small["params"] == report["models"]["sft:small"]["params"]
+    assert set(report["summary"]) == {"sft", "sft:big", "sft:small"}
+    assert report["summary"]["sft"]["size_ratio"] == 1.0
+    acc = small["accuracy"]["mean"]
+    assert report["summary"]["sft"]["retention"] == (report["models"]["sft"]["accuracy"]["mean"] / acc if acc else None)
 
 
 def test_teacher_names_must_be_unique_and_per_teacher_needs_teachers(make_cfg, tiny):
@@ -73,3 +82,16 @@ def test_teacher_names_must_be_unique_and_per_teacher_needs_teachers(make_cfg, t
     with pytest.raises(SeqdistillError, match="eval.models: 'sft:nobody'"):
         run_eval(make_cfg(eval={"data": {"synthetic": {"n": 2, "split": "test"}, "task": "arithmetic"},
                                 "models": ["sft:nobody"]}))
+
+
+def test_eval_teacher_with_several_teachers_must_name_one(make_cfg, tiny):
+    """With `teachers:`, a bare `teacher` in eval.models would be a guess at which one: refused at load."""
+    ev = {"data": {"synthetic": {"n": 2, "split": "test"}, "task": "arithmetic"}}
+    with pytest.raises(SeqdistillError, match="eval.models: 'teacher' is ambiguous with `teachers:`.*big, small"):
+        _cfg(make_cfg, tiny, eval={**ev, "models": ["teacher", "sft"]})
+    with pytest.raises(SeqdistillError, match="eval.models: 'teacher:nobody' names no teacher"):
+        _cfg(make_cfg, tiny, eval={**ev, "models": ["teacher:nobody"]})
+    with pytest.raises(SeqdistillError, match="eval.models: 'teacher:big' names no teacher"):
+        make_cfg(eval={**ev, "models": ["teacher:big"]})
+    # left unset, eval.models names every teacher (retention against the first), then student and final
+    assert _cfg(make_cfg, tiny, eval=ev).eval.models == ["teacher:big", "teacher:small", "student", "final"]
