@@ -174,12 +174,29 @@ def trl_args(section: TrainSection, out: Path, args_cls=None, **extra):
         logging_first_step=True, save_steps=section.save_steps, save_total_limit=section.save_total_limit,
         report_to=section.report_to, seed=section.seed, dataset_num_proc=None)
     kwargs.update(extra)  # stage-specific settings (kd: no packing, its own masks, GKD's knobs)
+    if kwargs["packing"] and not torch.cuda.is_available() and kwargs["per_device_train_batch_size"] > 1:
+        kwargs.update(cpu_packed_micro_batches(kwargs["per_device_train_batch_size"],
+                                               kwargs["gradient_accumulation_steps"]))
     cls = args_cls or SFTConfig
     known = {f.name for f in dataclasses.fields(cls)}
     unused = sorted(k for k in kwargs if k not in known)
     if unused:  # e.g. packing / max_length for an on-policy trainer, which generates its own sequences
         log.debug("%s takes no %s; not passed", cls.__name__, ", ".join(unused))
     return cls(**{k: v for k, v in kwargs.items() if k in known})
+
+
+def cpu_packed_micro_batches(batch: int, accumulation: int) -> dict:
+    """On CPU, B packed rows per step run as B micro-batches of one row, accumulated.
+
+    TRL's padding-free collator flattens a batch of packed rows into one row of B x max_length tokens. A GPU
+    varlen kernel (flash attention) attends within each sequence; CPU SDPA has none, so it attends over the
+    whole flattened row with a block-diagonal mask: quadratic in B x max_length (packed ran at 0.63x of
+    padded on the 0.5B student, B 4). One row per micro-batch bounds that to max_length. Same rows per
+    optimizer step, and the Trainer normalises the loss by the target tokens of the whole step
+    (num_items_in_batch), so losses and gradients are the same up to float rounding (tests/test_sft.py)."""
+    log.info("packing on CPU: %d packed rows per step run as %d accumulated micro-batches of one row (CPU "
+             "attention is quadratic in the flattened row)", batch, batch)
+    return {"per_device_train_batch_size": 1, "gradient_accumulation_steps": batch * accumulation}
 
 
 def peft_config(section: TrainSection):

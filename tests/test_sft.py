@@ -114,6 +114,37 @@ def test_packing_resets_positions_without_cross_sequence_attention(sft_cfg, tmp_
             torch.testing.assert_close(packed[a:b], alone, atol=1e-4, rtol=1e-4)
 
 
+def test_cpu_packing_runs_one_row_per_micro_batch_with_the_same_training(sft_cfg, tmp_path, monkeypatch):
+    """Padding-free packing flattens the batch into one row; CPU SDPA attends over all of it (quadratic), so on
+    CPU each packed row is its own micro-batch, accumulated: the trained weights and losses must not change."""
+    from transformers import AutoModelForCausalLM
+
+    from seqdistill import train
+
+    data = str(kept_dir(tmp_path / "more", n=24) / "kept")  # ~150-token rows, two to a packed row of 320
+    row = dict(packing=True, max_length=320, per_device_train_batch_size=3, dataset=data)
+
+    def trained(tag):
+        cfg = sft_cfg(**row, max_steps=2, output_dir=str(tmp_path / tag), logging_steps=1)
+        final = run_sft(cfg)
+        log = [e["loss"] for e in json.loads((final.parent / "train_log.json").read_text()) if "loss" in e]
+        return AutoModelForCausalLM.from_pretrained(final).state_dict(), log
+
+    cfg = sft_cfg(**row)
+    trainer, _, _ = build_trainer(cfg, cfg.sft, "sft", tmp_path / "o", cfg.stage_dir("filter") / "kept")
+    assert (trainer.args.per_device_train_batch_size, trainer.args.gradient_accumulation_steps) == (1, 3)
+    assert len(trainer.train_dataset) >= 6  # several packed rows, so a step really holds 3 of them
+    ours, ours_loss = trained("micro")
+    monkeypatch.setattr(train, "cpu_packed_micro_batches", lambda batch, accumulation: {})  # the GPU layout
+    flat, flat_loss = trained("flat")
+    torch.testing.assert_close(ours_loss, flat_loss, atol=1e-4, rtol=1e-4)
+    changed = 0
+    for k, v in flat.items():
+        torch.testing.assert_close(ours[k], v, atol=1e-5, rtol=1e-4)
+        changed += not torch.equal(v, AutoModelForCausalLM.from_pretrained(cfg.student.path).state_dict()[k])
+    assert changed > 0
+
+
 def test_inspect_marks_assistant_spans(sft_cfg):
     out = inspect_sft(sft_cfg(packing=False), n=1, color=False)
     assert "«\n<think>\nAva has" in out and "<|im_end|>\n»" in out
@@ -145,7 +176,8 @@ def test_resume_continues_from_checkpoint(sft_cfg, monkeypatch):
 
     monkeypatch.setattr(transformers.Trainer, "training_step", counting)
     run_sft(cfg, resume=True)
-    assert calls == [2, 3]  # only steps 3 and 4 ran; 1-2 came from the checkpoint
+    # only steps 3 and 4 ran (a step may be several micro-batches: packing on CPU); 1-2 came from the checkpoint
+    assert sorted(set(calls)) == [2, 3]
     log = json.loads((out / "train_log.json").read_text())
     assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]
     assert Store(out).manifest()["global_step"] == 4
