@@ -181,7 +181,8 @@ def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
         "verify_fast_path_share": verify_stats.get("fast_path", 0) / total if total else None,
         "per_prompt_pass_rate": rates, "seconds": seconds,
         **({"majority_labels": extra["majority"]} if extra.get("majority") is not None else {}),
-        **({"student_pass_rate": {r["prompt_id"]: r["student_pass_rate"] for r in records}}
+        **({"student_pass_rate": {r["prompt_id"]: r["student_pass_rate"] for r in records  # probed prompts only
+                                  if r.get("student_pass_rate") is not None}}
            if any(r.get("student_pass_rate") is not None for r in records) else {}),
     }
 
@@ -255,7 +256,11 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     if cfg.filter.student_probe is not None:
         from .probe import probe_pass_rates
 
-        student_rates = probe_pass_rates(cfg, records, out)
+        # probe only prompts that keep a trace under every other rule: the probe costs k student samples a
+        # prompt, and a prompt the teacher never solved is rejected whatever the student does. Copies, since
+        # decide annotates records (and majority labels set their gold).
+        survivors = {r["prompt_id"] for r in decide([dict(r) for r in records], cfg, bench, {}, None)[0]}
+        student_rates = probe_pass_rates(cfg, [r for r in records if r["prompt_id"] in survivors], out)
     kept, rejected, extra = decide(records, cfg, bench, verify_stats, student_rates)
     _write(Store(out, "kept"), kept)
     _write(Store(out, "rejected"), rejected)

@@ -57,6 +57,7 @@ def test_majority_agreement_threshold(make_cfg, tmp_path):
 
 def test_student_probe_band_removes_prompts_the_student_solves(make_cfg, tmp_path, tiny):
     records = [rec(p, j, "\\boxed{42}") for p in ("p1", "p2", "p3") for j in range(2)]
+    records += [rec("wrong", j, "\\boxed{41}") for j in range(2)]  # rejected whatever the student does
     probe = {"sampling": {"n": 2, "max_tokens": 6, "temperature": 1.0}, "batch_size": 4}
     # the tiny random student never solves anything: pass rate 0, inside the default band [0, 0.75]
     kept, rejected, stats = _filter(make_cfg, tmp_path, records, student_probe=probe)
@@ -64,10 +65,12 @@ def test_student_probe_band_removes_prompts_the_student_solves(make_cfg, tmp_pat
     assert all(r["student_pass_rate"] == 0.0 for r in kept.values())
     probe_store = Store(tmp_path / "run" / "filter" / "probe")
     assert probe_store.count() == 6 and probe_store.manifest()["complete"]
+    assert set(probe_store.column("prompt_id")) == {"p1", "p2", "p3"}  # not probed: no trace of it survives
+    assert rejected[("wrong", 0)]["reject_reason"] == "wrong_answer"
     # a band that wants prompts the student solves half the time removes all three, counted per prompt
     kept, rejected, stats = _filter(make_cfg, tmp_path, records, overwrite=True,
                                     student_probe={**probe, "pass_rate_min": 0.5, "pass_rate_max": 1.0})
-    assert not kept and stats["prompts_removed"] == {"student_pass_rate_out_of_band": 3}
+    assert not kept and stats["prompts_removed"] == {"student_pass_rate_out_of_band": 3, "wrong_answer": 1}
 
 
 def test_bad_bands_name_the_key(make_cfg):
