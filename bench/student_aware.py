@@ -7,6 +7,8 @@ kept set (seeded), and on all kept traces; eval scores them and the untrained st
 
     python bench/student_aware.py [--prompts 96] [--eval 96] [--k 4] [--band-max 0.5] [--run-dir runs/student-aware]
 
+Arms of another --band-max are written beside the first (generate and the all-kept student are shared).
+
 Every stage resumes, so a rerun after a crash continues where it stopped.
 """
 
@@ -49,7 +51,8 @@ def main():
     plain = validate({**base, "filter": {**base["filter"], "output_dir": str(run / "filter-all")}})
     probe = {"sampling": {"n": args.k, "temperature": 0.6, "top_p": 0.95, "max_tokens": 128, "seed": 0},
              "pass_rate_min": 0.0, "pass_rate_max": args.band_max}
-    aware = validate({**base, "filter": {**base["filter"], "output_dir": str(run / "filter-aware"),
+    band = f"band{args.band_max:g}"  # arms of another band live beside these; generate and "all" are shared
+    aware = validate({**base, "filter": {**base["filter"], "output_dir": str(run / f"filter-aware-{band}"),
                                          "student_probe": probe}})
     all_dir, aware_dir = run_filter(plain), run_filter(aware)
     stats = json.loads((aware_dir / "stats.json").read_text())
@@ -57,7 +60,7 @@ def main():
     kept_aware = list(Store(aware_dir, "kept").records())
     m = len(kept_aware)
 
-    rand_dir = run / "filter-random"
+    rand_dir = run / f"filter-random-{band}"
     if not (rand_dir / "kept" / "manifest.json").is_file():  # written once; a rerun reuses the same draw
         pick = random.Random(args.seed).sample(kept_all, m)
         store = Store(rand_dir, "kept")
@@ -67,14 +70,15 @@ def main():
 
     students = {}
     for name, data in (("aware", aware_dir / "kept"), ("random", rand_dir / "kept"), ("all", all_dir / "kept")):
-        sft = {**base["sft"], "dataset": str(data), "output_dir": str(run / f"sft-{name}")}
+        tag = name if name == "all" else f"{name}-{band}"
+        sft = {**base["sft"], "dataset": str(data), "output_dir": str(run / f"sft-{tag}")}
         model = run_sft(validate({**base, "sft": sft}))
-        link = run / "students" / name  # eval labels a model folder by its name
+        link = run / "students" / tag  # eval labels a model folder by its name
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
             link.symlink_to(model.resolve())
         students[name] = str(link)
-    ev = {**base["eval"], "models": ["student", *students.values()], "output_dir": str(run / "eval")}
+    ev = {**base["eval"], "models": ["student", *students.values()], "output_dir": str(run / f"eval-{band}")}
     report = json.loads((run_eval(validate({**base, "eval": ev})) / "eval.json").read_text())
 
     rates = stats.get("student_pass_rate", {})
@@ -83,9 +87,9 @@ def main():
     solved = sum(1 for r in rates.values() if r is not None and r > args.band_max)
     print(f"student pass rate over {len(rates)} kept-by-teacher prompts: mean "
           f"{sum(v for v in rates.values() if v is not None) / max(1, len(rates)):.2f}; above the band: {solved}")
-    for label in ("student", *students):
+    for name, label in (("student", "student"), *((k, Path(v).name) for k, v in students.items())):
         acc = report["models"][label]["accuracy"]
-        n = {"student": 0, "aware": m, "random": m, "all": len(kept_all)}[label]
+        n = {"student": 0, "aware": m, "random": m, "all": len(kept_all)}[name]
         print(f"{label:8s} ({n:3d} traces): accuracy {acc['mean']:.1%} [{acc['ci95'][0]:.1%}, {acc['ci95'][1]:.1%}] "
               f"on {args.eval} held-out problems")
 
