@@ -85,7 +85,7 @@ def main():
     print(f"{args.prompts} prompts; teacher traces kept: {len(kept_all)}; student probe k={args.k}, band "
           f"[0, {args.band_max}]: kept {m} ({stats.get('prompts_removed', {})} prompts removed by rule)")
     solved = sum(1 for r in rates.values() if r is not None and r > args.band_max)
-    print(f"student pass rate over {len(rates)} kept-by-teacher prompts: mean "
+    print(f"student pass rate over the {len(rates)} probed prompts: mean "
           f"{sum(v for v in rates.values() if v is not None) / max(1, len(rates)):.2f}; above the band: {solved}")
     for name, label in (("student", "student"), *((k, Path(v).name) for k, v in students.items())):
         acc = report["models"][label]["accuracy"]
