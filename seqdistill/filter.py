@@ -5,6 +5,7 @@ Output: kept/ (TRL-ready, same record layout), rejected/ (with `reject_reason`),
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -65,8 +66,11 @@ def format_reason(rec: dict, cfg: RecipeConfig, need_box: bool) -> str | None:
 
 
 def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, OverlapIndex],
-           verify_stats: dict, student_rates: dict[str, float] | None = None) -> tuple[list[dict], list[dict], dict]:
-    """Annotate every record with its verdict and either keep it or give a reject_reason."""
+           verify_stats: dict, probe=None) -> tuple[list[dict], list[dict], dict]:
+    """Annotate every record with its verdict and either keep it or give a reject_reason.
+
+    `probe(records) -> {prompt_id: student pass rate}` (student-aware selection) is asked only about prompts
+    that still keep a trace after the rules before it: each probed prompt costs k student samples."""
     f = cfg.filter
     need_box = f.require_boxed if f.require_boxed is not None else "\\boxed" in load_template(cfg.prompt.template)
     majority = None
@@ -85,14 +89,12 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, Overla
         by_prompt[r["prompt_id"]].append(r)
 
     contamination = Counter()
-    for pid, group in by_prompt.items():
+    for pid, group in by_prompt.items():  # the rules that need no student samples
         group.sort(key=lambda r: r["sample_index"])
         rate = sum(r["verdict"] == CORRECT for r in group) / len(group)
         hits = [name for name, index in bench_index.items() if index.hits(group[0]["question"])]
         for name in hits:
             contamination[name] += 1
-        seen_text, shingles = set(), []
-        candidates = []
         for r in group:
             r["pass_rate"] = rate
             reason = format_reason(r, cfg, need_box)
@@ -107,6 +109,15 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, Overla
                 reason = f"contaminated:{hits[0]}"
             if reason is None and not f.pass_rate_min <= rate <= f.pass_rate_max:
                 reason = "pass_rate_out_of_band"
+            r["reject_reason"] = reason
+    student_rates = None
+    if probe is not None:
+        student_rates = probe([r for r in records if r["reject_reason"] is None])
+    for pid, group in by_prompt.items():  # then the student band, duplicates and selection, in the same order
+        seen_text, shingles = set(), []
+        candidates = []
+        for r in group:
+            reason = r["reject_reason"]
             r["student_pass_rate"] = (student_rates or {}).get(pid)
             if reason is None and student_rates is not None:
                 band = f.student_probe
@@ -252,16 +263,12 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     bench = contamination_index(cfg)
     verify_stats: dict = {}
     log.info("filter: verifying %d traces from %s", len(records), src)
-    student_rates = None
+    probe = None
     if cfg.filter.student_probe is not None:
         from .probe import probe_pass_rates
 
-        # probe only prompts that keep a trace under every other rule: the probe costs k student samples a
-        # prompt, and a prompt the teacher never solved is rejected whatever the student does. Copies, since
-        # decide annotates records (and majority labels set their gold).
-        survivors = {r["prompt_id"] for r in decide([dict(r) for r in records], cfg, bench, {}, None)[0]}
-        student_rates = probe_pass_rates(cfg, [r for r in records if r["prompt_id"] in survivors], out)
-    kept, rejected, extra = decide(records, cfg, bench, verify_stats, student_rates)
+        probe = functools.partial(probe_pass_rates, cfg, out=out)  # called with the surviving records
+    kept, rejected, extra = decide(records, cfg, bench, verify_stats, probe)
     _write(Store(out, "kept"), kept)
     _write(Store(out, "rejected"), rejected)
     stats = summarize(records, kept, rejected, extra, verify_stats, time.perf_counter() - t0)
