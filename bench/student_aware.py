@@ -57,8 +57,7 @@ def main():
     all_dir, aware_dir = run_filter(plain), run_filter(aware)
     stats = json.loads((aware_dir / "stats.json").read_text())
     kept_all = list(Store(all_dir, "kept").records())
-    kept_aware = list(Store(aware_dir, "kept").records())
-    m = len(kept_aware)
+    m = Store(aware_dir, "kept").count()
 
     rand_dir = run / f"filter-random-{band}"
     if not (rand_dir / "kept" / "manifest.json").is_file():  # written once; a rerun reuses the same draw
@@ -81,12 +80,12 @@ def main():
     ev = {**base["eval"], "models": ["student", *students.values()], "output_dir": str(run / f"eval-{band}")}
     report = json.loads((run_eval(validate({**base, "eval": ev})) / "eval.json").read_text())
 
-    rates = stats.get("student_pass_rate", {})
+    rates = stats.get("student_pass_rate", {})  # probed prompts only, each with its rate
     print(f"{args.prompts} prompts; teacher traces kept: {len(kept_all)}; student probe k={args.k}, band "
           f"[0, {args.band_max}]: kept {m} ({stats.get('prompts_removed', {})} prompts removed by rule)")
-    solved = sum(1 for r in rates.values() if r is not None and r > args.band_max)
+    solved = sum(1 for r in rates.values() if r > args.band_max)
     print(f"student pass rate over the {len(rates)} probed prompts: mean "
-          f"{sum(v for v in rates.values() if v is not None) / max(1, len(rates)):.2f}; above the band: {solved}")
+          f"{sum(rates.values()) / max(1, len(rates)):.2f}; above the band: {solved}")
     for name, label in (("student", "student"), *((k, Path(v).name) for k, v in students.items())):
         acc = report["models"][label]["accuracy"]
         n = {"student": 0, "aware": m, "random": m, "all": len(kept_all)}[name]
