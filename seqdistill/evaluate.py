@@ -21,7 +21,7 @@ from .data import load_prompts
 from .errors import ConfigError, DataError
 from .overlap import OverlapIndex
 from .sampling import build_prompts, generate_into, open_backend, to_params
-from .metrics import summarize_problems
+from .metrics import paired_comparison, summarize_problems
 from .models import resolve, set_threads
 from .store import Store, atomic_write_parquet, atomic_write_text
 from .verify import CORRECT, as_number, check_many, extract_answer, get_task, normalize
@@ -182,7 +182,7 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     overlap = overlap_report(cfg, items)
     out = cfg.stage_dir("eval")
     base_hash = stage_hash(cfg, "prompt", drop=())
-    results, lengths = {}, {}
+    results, lengths, per_problem = {}, {}, {}
     for label, mcfg in refs:
         path = paths[label]
         sub = Store(out / label)
@@ -218,12 +218,13 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         _write_samples(out / label / "samples.parquet", recs)
         results[label] = metrics
         lengths[label] = [r["completion_tokens"] for r in recs]
+        per_problem[label] = problem_scores(recs)
         log.info("eval %s: accuracy %.3f, strict %.3f, format %.3f", label, metrics["accuracy"]["mean"],
                  metrics["strict"]["pass@1"]["mean"], metrics["format"]["mean"])
     summary = distillation_summary(results)
     report = {"benchmark": bench.label(), "task": bench.task, "k": e.sampling.n, "train_overlap": overlap,
               "sampling": e.sampling.model_dump(), "backend": e.backend, "models": results, "summary": summary,
-              "created": time.time()}
+              "paired": paired_table(per_problem), "created": time.time()}
     students = [m for m in results if m.startswith("sft:") or (m == "sft" and any(x.startswith("sft:") for x in results))]
     if students:  # which teacher makes the better student: ranked by the student's accuracy, not the teacher's
         report["teacher_ranking"] = sorted(
@@ -247,6 +248,31 @@ def _write_samples(path: Path, recs: list[dict]) -> None:
     keep = ["prompt_id", "sample_index", "question", "gold", "completion", "finish_reason", "completion_tokens",
             "verdict", "pred", "verify_reason", "strict_verdict", "answered_in_format"]
     atomic_write_parquet(path, pa.Table.from_pylist([{k: r.get(k) for k in keep} for r in recs]))
+
+
+def problem_scores(recs: list[dict]) -> dict[str, float]:
+    """Problem id -> share of its samples judged correct (lenient accuracy, as the headline number)."""
+    hits = defaultdict(list)
+    for r in recs:
+        hits[r["prompt_id"]].append(r["verdict"] == CORRECT)
+    return {pid: sum(v) / len(v) for pid, v in hits.items()}
+
+
+def reference_models(labels) -> list[str]:
+    """What every other model is compared against on the same problems: the student before training, and the
+    teacher (`teacher`, else the first `teacher:NAME`)."""
+    teacher = "teacher" if "teacher" in labels else next((m for m in labels if m.startswith("teacher:")), None)
+    return [m for m in ("student", teacher) if m in labels]
+
+
+def paired_table(per_problem: dict[str, dict[str, float]]) -> list[dict]:
+    """Each model against each reference, on the problems both scored: difference, paired bootstrap CI, McNemar."""
+    rows = []
+    for ref in reference_models(per_problem):
+        for label, scores in per_problem.items():
+            if label != ref and not (ref == "student" and label.startswith("teacher")):
+                rows.append({"model": label, "against": ref, **paired_comparison(per_problem[ref], scores)})
+    return rows
 
 
 def distillation_summary(results: dict) -> dict:
@@ -294,6 +320,17 @@ def markdown_table(report: dict) -> str:
                 _fmt(r["latency_per_problem_s"], digits=1), _fmt(s.get("retention"), True),
                 _fmt(s.get("size_ratio"), True), (_fmt(s.get("speedup")) + "x") if s.get("speedup") else "-"]
         lines.append("| " + " | ".join(row) + " |")
+    if report.get("paired"):
+        lines += ["", "Paired on the same problems (accuracy difference, paired bootstrap 95% CI; exact McNemar p; "
+                      "gained = wrong before and right after, lost = the reverse):", "",
+                  "| model | against | problems | difference [95% CI] | gained | lost | McNemar p |",
+                  "|---|---|---|---|---|---|---|"]
+        for p in report["paired"]:
+            if p["diff"] is None:
+                continue
+            lines.append(f"| {p['model']} | {p['against']} | {p['problems']} | {100 * p['diff']:+.1f} pts "
+                         f"[{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}] | {p['gained']} | {p['lost']} | "
+                         f"{p['mcnemar_p']:.3g} |")
     return "\n".join(lines)
 
 

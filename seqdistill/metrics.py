@@ -61,3 +61,38 @@ def summarize_problems(groups: dict[str, list[dict]], ks: list[int]) -> dict:
             m, lo, hi = mean_ci(scores)
             out[name] = {"mean": m, "ci95": [lo, hi]}
     return out
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts: b problems only the first model solved, c only
+    the second. Under H0 each discordant problem goes either way with p = 1/2, so min(b, c) ~ Binomial(b + c, 1/2)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired_comparison(base: dict[str, float], other: dict[str, float], resamples: int = 2000,
+                      seed: int = 0) -> dict:
+    """`other` against `base` on the problems both scored (problem id -> per-problem score in [0, 1]).
+
+    The difference's 95% CI is a paired bootstrap: one resample of problems moves both models together, so the
+    problem-to-problem variance both share cancels (two unpaired CIs that overlap are not the test). McNemar's
+    exact test needs 0/1 scores (k = 1); with several samples a problem counts as solved by a model when more
+    than half its samples are right, and the p-value says so (`mcnemar_on`)."""
+    ids = sorted(base.keys() & other.keys())
+    n = len(ids)
+    if n == 0:
+        return {"problems": 0, "diff": None, "ci95": [None, None], "mcnemar_p": None}
+    d = [other[i] - base[i] for i in ids]
+    mean = sum(d) / n
+    rng = random.Random(seed)
+    means = sorted(sum(d[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    binary = all(base[i] in (0.0, 1.0) and other[i] in (0.0, 1.0) for i in ids)
+    won = sum(base[i] <= 0.5 < other[i] for i in ids)  # wrong before, right after
+    lost = sum(other[i] <= 0.5 < base[i] for i in ids)  # right before, wrong after
+    return {"problems": n, "diff": mean, "ci95": [means[int(0.025 * resamples)],
+                                                   means[min(int(0.975 * resamples), resamples - 1)]],
+            "gained": won, "lost": lost, "mcnemar_p": mcnemar_exact(won, lost),
+            "mcnemar_on": "per-problem verdicts" if binary else "majority of each problem's samples"}

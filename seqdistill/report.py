@@ -192,7 +192,18 @@ def _eval_html(report: dict) -> str:
     note = (f"<p>{_e(report['benchmark'])} ({_e(report['task'])}), k={report['k']}, backend {_e(report['backend'])}. "
             f"Train/eval overlap: {ov.get('overlapping', '?')} of {ov.get('items', '?')} items "
             f"({ov.get('ngram', '?')}-grams). Bars: accuracy with 95% CI.</p>")
-    return f"{note}<table id='evaltable'>{head}{''.join(rows)}</table>{svg}"
+    paired = [p for p in report.get("paired", []) if p.get("diff") is not None]
+    ptable = ""
+    if paired:
+        ptable = ("<p>Paired on the same problems: accuracy difference with a paired bootstrap 95% CI, exact McNemar "
+                  "p; gained = wrong before and right after, lost = the reverse.</p><table id='pairedtable'>"
+                  "<tr><th>model</th><th>against</th><th>problems</th><th>difference [95% CI]</th><th>gained</th>"
+                  "<th>lost</th><th>McNemar p</th></tr>" + "".join(
+                      f"<tr data-model='{_e(p['model'])}'><td>{_e(p['model'])}</td><td>{_e(p['against'])}</td>"
+                      f"<td>{p['problems']}</td><td>{100 * p['diff']:+.1f} pts [{100 * p['ci95'][0]:+.1f}, "
+                      f"{100 * p['ci95'][1]:+.1f}]</td><td>{p['gained']}</td><td>{p['lost']}</td>"
+                      f"<td>{p['mcnemar_p']:.3g}</td></tr>" for p in paired) + "</table>")
+    return f"{note}<table id='evaltable'>{head}{''.join(rows)}</table>{svg}{ptable}"
 
 
 PAGE = """<!doctype html>

@@ -1,5 +1,6 @@
 import itertools
 import math
+import random
 
 import pytest
 
@@ -53,3 +54,49 @@ def test_summary_counts_each_problem_once_for_k1():
     assert out["pass@1"]["mean"] == pytest.approx(29 / 48)
     assert tuple(out["pass@1"]["ci95"]) == mean_ci([1.0] * 29 + [0.0] * 19)[1:]
     assert set(out) == {"pass@1"}
+
+
+@pytest.mark.parametrize("won,lost", [(0, 0), (3, 0), (0, 5), (4, 9), (12, 12), (1, 17)])
+def test_mcnemar_exact_matches_enumeration(won, lost):
+    """Brute force: every way the discordant problems could split under H0 (each side p = 1/2), two-sided as the
+    probability of a split at least as uneven as the one seen."""
+    from seqdistill.metrics import mcnemar_exact
+
+    n = won + lost
+    seen = abs(won - lost)
+    extreme = sum(abs(2 * sum(bits) - n) >= seen for bits in itertools.product((0, 1), repeat=n))
+    assert mcnemar_exact(won, lost) == pytest.approx(min(1.0, extreme / 2 ** n))
+
+
+def test_paired_comparison_counts_and_exact_bootstrap():
+    """The difference, the discordant counts and a CI that matches the exact bootstrap distribution (all n^n
+    resamples of 6 problems enumerated) to within one grid step."""
+    from seqdistill.metrics import paired_comparison
+
+    before = {"a": 1.0, "b": 0.0, "c": 0.0, "d": 1.0, "e": 0.0, "f": 0.0, "only-before": 1.0}
+    after = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0, "e": 1.0, "f": 0.0, "only-after": 0.0}
+    out = paired_comparison(before, after, resamples=20000)
+    assert out["problems"] == 6  # only the problems both scored
+    assert out["diff"] == pytest.approx(2 / 6)
+    assert (out["gained"], out["lost"]) == (3, 1)
+    d = [after[k] - before[k] for k in "abcdef"]
+    means = sorted(sum(d[i] for i in idx) / 6 for idx in itertools.product(range(6), repeat=6))
+    lo, hi = means[int(0.025 * len(means))], means[int(0.975 * len(means))]
+    assert abs(out["ci95"][0] - lo) <= 1 / 6 + 1e-9 and abs(out["ci95"][1] - hi) <= 1 / 6 + 1e-9
+
+
+def test_paired_ci_is_tighter_than_unpaired_when_models_agree():
+    """Two models that agree on most problems: the paired CI of the difference is far narrower than the gap the
+    unpaired CIs leave, which is why eval reports it."""
+    from seqdistill.metrics import mean_ci, paired_comparison
+
+    rng = random.Random(0)
+    base = {str(i): float(rng.random() < 0.3) for i in range(500)}
+    after = dict(base)
+    flipped = [k for k, v in base.items() if v == 0.0][:25]  # 25 wrong answers fixed, nothing broken
+    after.update({k: 1.0 for k in flipped})
+    out = paired_comparison(base, after)
+    assert out["ci95"][0] > 0 and (out["gained"], out["lost"]) == (25, 0) and out["mcnemar_p"] < 1e-6
+    b_lo, b_hi = mean_ci(list(base.values()))[1:]
+    a_lo, a_hi = mean_ci(list(after.values()))[1:]
+    assert a_lo < b_hi  # the unpaired CIs overlap, yet the paired difference is clearly above 0

@@ -49,6 +49,19 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny):
     table = (out / "report.md").read_text()
     assert "| teacher |" in table and "| student |" in table and "retention" in table
     assert (out / "report.png").stat().st_size > 1000 and (out / "student" / "samples.parquet").is_file()
+    # paired: the student against the teacher on the same problems, recomputed from the per-sample records
+    import pyarrow.parquet as pq
+
+    per = {}
+    for m in ("teacher", "student"):
+        rows = pq.read_table(out / m / "samples.parquet").to_pylist()
+        per[m] = {pid: sum(r["verdict"] == "correct" for r in rows if r["prompt_id"] == pid) / 2
+                  for pid in {r["prompt_id"] for r in rows}}
+    (row,) = report["paired"]
+    assert (row["model"], row["against"], row["problems"]) == ("student", "teacher", 4)
+    assert row["diff"] == pytest.approx(sum(per["student"][p] - per["teacher"][p] for p in per["teacher"]) / 4)
+    assert row["ci95"][0] <= row["diff"] <= row["ci95"][1] and 0 <= row["mcnemar_p"] <= 1
+    assert "Paired on the same problems" in table
     # rerun: samples come from disk, not regenerated
     before = sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet"))
     run_eval(cfg)
