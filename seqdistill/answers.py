@@ -59,10 +59,11 @@ _NUMERIC_LENIENT = ("boxed", "answer_is", "hash", "last_number")
 TASKS: dict[str, Task] = {
     "gsm8k": Task("gsm8k", ("boxed", "hash", "answer_is"), "number", decimal_comma=True, plain_units=True,
                   lenient_forms=_NUMERIC_LENIENT),
-    "math": Task("raw", ("boxed",), "math"),
+    "math": Task("raw", ("boxed", "final_latex"), "math", lenient_forms=("boxed", "answer_is", "final_latex")),
     "aime": Task("raw", ("boxed", "answer_is"), "integer", (0, 999), plain_units=True,
                  lenient_forms=_NUMERIC_LENIENT),
-    "amc": Task("raw", ("boxed", "answer_is"), "math"),
+    "amc": Task("raw", ("boxed", "answer_is", "final_latex"), "math",
+                lenient_forms=("boxed", "answer_is", "final_latex")),
     "arithmetic": Task("raw", ("boxed", "answer_is"), "number", decimal_comma=True, plain_units=True,
                        lenient_forms=_NUMERIC_LENIENT),
 }
@@ -88,27 +89,34 @@ def _box_at(text: str, start: int) -> tuple[str, int] | None:
     return None  # a truncated box is no answer
 
 
-_RUN_GAP = re.compile(r"(?:\s|\$|\\\)|\\\(|,|\band\b|\bor\b|\.)*\Z")
+# what may stand between two boxes of one answer: punctuation, math delimiters, spacing commands, "and" / "or",
+# and short \text{..} joiners such as "\quad \text{and} \quad" or "\text{ for part (a) and }"
+_RUN_GAP = re.compile(r"(?:\s|\$|\\\)|\\\(|\\\[|\\\]|,|;|\band\b|\bor\b|\.|\\q?quad\b|\\[,;: ]"
+                      r"|\\(?:text|textrm|mbox|mathrm)\s*\{[A-Za-z0-9 ,;.()]{0,40}\})*\Z")
+_RUN_GAP_CHARS = 80
 
 
 def boxed_run(text: str) -> list[str] | None:
-    """Contents of the last box and of the boxes right before it (joined by , / and / or), in order."""
+    """Contents of the last box and of the boxes right before it (joined by , / and / or / \\quad \\text{and}),
+    in order. Every box of the run is kept: once the run is longer than an answer can be, it is returned as it
+    is and the check says "answer too long" (never a silently shortened answer)."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if start < 0:
         return None
     got = _box_at(text, start)
     if got is None:
         return None
-    out = [got[0]]
-    while len(out) < 6:
+    out, size = [got[0]], len(got[0])
+    while size <= MAX_ANSWER_CHARS:
         prev = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start))
         if prev < 0:
             break
         got = _box_at(text, prev)
-        if got is None or got[1] > start or not _RUN_GAP.match(text[got[1]:start][:40]) \
-                or len(text[got[1]:start]) > 40:
+        gap = text[got[1]:start] if got is not None else ""
+        if got is None or got[1] > start or len(gap) > _RUN_GAP_CHARS or not _RUN_GAP.match(gap):
             break
         out.insert(0, got[0])
+        size += len(got[0]) + 2
         start = prev
     return out
 
@@ -127,6 +135,25 @@ _ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*\$?([^\n
 _LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
+_CLOSERS = (("$$", "$$"), ("\\]", "\\["), ("\\)", "\\("), ("$", "$"))
+
+
+def final_math(answer_part: str) -> str | None:
+    """The math span that closes the answer ("... so the probability is $\\frac{1}{2}$."): the last $..$ /
+    $$..$$ / \\(..\\) / \\[..\\] when nothing but punctuation follows it. math-verify reads such an answer too;
+    one earlier in the text, with words after it, is not taken for the answer."""
+    tail = answer_part[-4000:].rstrip().rstrip(".!").rstrip()
+    for close, open_ in _CLOSERS:
+        if not tail.endswith(close) or (close == "$" and tail.endswith("\\$")):  # \$ is a dollar sign
+            continue
+        start = tail.rfind(open_, 0, len(tail) - len(close))
+        if start < 0:
+            return None
+        body = tail[start + len(open_):len(tail) - len(close)].strip()
+        return body or None
+    return None
+
+
 def _find(form: str, answer_part: str) -> str | None:
     if form == "boxed":
         return last_boxed(answer_part)
@@ -136,6 +163,8 @@ def _find(form: str, answer_part: str) -> str | None:
     if form == "answer_is":
         m = _ANSWER_IS.findall(answer_part[-20000:])
         return m[-1].strip() if m else None
+    if form == "final_latex":
+        return final_math(answer_part)
     if form == "last_number":
         tail = answer_part[-2000:]
         m = None
@@ -145,17 +174,27 @@ def _find(form: str, answer_part: str) -> str | None:
     raise ValueError(form)
 
 
-def extract_answer(text: str, task: Task | str, lenient: bool = False) -> str | None:
-    """The final answer from the part after </think>, by the task's strict (or lenient) forms."""
+def answer_form(text: str, task: Task | str, lenient: bool = False) -> tuple[str, str] | tuple[None, None]:
+    """(form, answer): the final answer from the part after </think> and the form it was found in, by the task's
+    strict (or lenient) forms in order."""
     task = TASKS[task] if isinstance(task, str) else task
     _, answer_part, closed = split_reasoning(text)
     if not closed or not answer_part:
-        return None
+        return None, None
     for form in (task.lenient_forms if lenient else task.pred_forms):
         got = _find(form, answer_part)
         if got:
-            return got
-    return None
+            return form, got
+    return None, None
+
+
+def extract_answer(text: str, task: Task | str, lenient: bool = False) -> str | None:
+    """The final answer from the part after </think>, by the task's strict (or lenient) forms."""
+    return answer_form(text, task, lenient)[1]
+
+
+# an answer counts as given "in format" (eval's format score) in any strict form but a bare closing $..$
+FORMAT_FORMS_EXCLUDED = ("final_latex",)
 
 
 def gold_answer(gold: str | None, task: Task) -> str | None:
@@ -172,41 +211,123 @@ def gold_answer(gold: str | None, task: Task) -> str | None:
 
 # ------------------------------------------------------------------ normalisation
 _SPACING = re.compile(r"\\[,;!: ]|~|\s+")
+_SIZING = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![A-Za-z])")  # not \leftarrow, \rightarrow
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mbox|textrm|mathbf)\s*\{([^{}]*)\}")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°|\\degree")
 _ASSIGN = re.compile(r"^[A-Za-z]\s*=\s*(?=[^=])")
-_UNIT_TEXT = re.compile(r"\\(?:text|mbox|mathrm|textrm)\s*\{\s*[A-Za-z][A-Za-z .]*\}\s*$")
-_PLAIN_WORDS = re.compile(r"(?<=[\d.])\s+[A-Za-z][A-Za-z .]*$")
-_MATH_UNITS = re.compile(r"(?<=[\d.])\s+(?:cm|mm|km|inches|inch|feet|ft|units|meters|degrees|dollars|cents"
-                         r"|hours|minutes|seconds|square units|sq units)\.?$")
+_TRAILING_TEXT = re.compile(r"\\(?:text|mbox|mathrm|textrm)\s*\{\s*([A-Za-z][A-Za-z ./]*?)\s*\}\s*\.?$")
+_TRAILING_WORDS = re.compile(r"(?<=[\d.}%])\s*((?:[A-Za-z][A-Za-z./]*)(?:\s+[A-Za-z][A-Za-z./]*){0,2})\s*\.?$")
+_LIST_COMMA = re.compile(r",\s")  # "2, 250" is a list of two numbers; "2,250" may be a thousands group
+
+# Units dropped after a number, one canonical name per unit. Only these: a word that is not a unit may change
+# the value ("5 thousand", "3 dozen", "2 and a half", "7 squared", "5 or more"), so it is never dropped.
+_UNIT_NAMES = {
+    "dollar": "dollar dollars usd bucks", "cent": "cent cents", "euro": "euro euros", "pound": "pound pounds lb lbs",
+    "ounce": "ounce ounces oz", "gram": "gram grams g", "kilogram": "kilogram kilograms kg kgs", "ton": "ton tons",
+    "meter": "meter meters metre metres m", "centimeter": "centimeter centimeters cm", "millimeter": "millimeter "
+    "millimeters mm", "kilometer": "kilometer kilometers km", "inch": "inch inches in", "foot": "foot feet ft",
+    "yard": "yard yards yd", "mile": "mile miles mi", "mph": "mph", "liter": "liter liters litre litres l",
+    "milliliter": "milliliter milliliters ml", "gallon": "gallon gallons gal", "cup": "cup cups",
+    "second": "second seconds sec secs s", "minute": "minute minutes min mins", "hour": "hour hours hr hrs h",
+    "day": "day days", "week": "week weeks", "month": "month months", "year": "year years yr yrs",
+    "degree": "degree degrees", "unit": "unit units", "square unit": "square unit square units sq units",
+    "square foot": "square foot square feet sq ft", "square meter": "square meter square meters sq m",
+    "square inch": "square inch square inches sq in", "square centimeter": "square centimeter square centimeters",
+    "cubic foot": "cubic foot cubic feet", "cubic meter": "cubic meter cubic meters",
+    "cubic centimeter": "cubic centimeter cubic centimeters", "cubic inch": "cubic inch cubic inches",
+    "point": "point points", "page": "page pages", "calorie": "calorie calories",
+}
+UNITS: dict[str, str] = {}
+for _canon, _names in _UNIT_NAMES.items():
+    _words = _names.split()
+    for _i, _w in enumerate(_words):  # two-word names ("square feet") are listed as consecutive pairs
+        if _w in ("square", "cubic", "sq"):
+            continue
+        _prev = _words[_i - 1] if _i and _words[_i - 1] in ("square", "cubic", "sq") else None
+        UNITS[f"{_prev} {_w}" if _prev else _w] = _canon
+# one-letter and ambiguous units stand for variables in MATH answers ("5 m" may be 5m): plain words there
+# count as units only when spelled out
+_SHORT_UNITS = {w for w in UNITS if len(w) <= 2 or w in ("min", "sec", "mi", "gal")}
+# words that change a number's value or meaning: never dropped, and a number followed by one is not that number
+QUALIFIERS = frozenset(
+    "thousand thousands million millions billion billions trillion hundred hundreds dozen dozens score half halves "
+    "quarter quarters third thirds fourth fifths tenths percent per cent squared cubed times twice and or more less "
+    "fewer least most at about around approximately roughly nearly almost over under above below plus minus to "
+    "than each k m bn one two three four five six seven eight nine ten ones tens".split())
+
+
+@dataclass(frozen=True)
+class NumericForm:
+    text: str  # what is left for the number grammar (without the trailing unit or words)
+    percent: bool  # a % sign was removed
+    unit: str | None  # canonical unit removed from the end, if any
+    words: str | None  # trailing words that are not a unit (a qualifier or multiplier: the value may differ)
+    is_list: bool  # a comma followed by a space: several numbers, never one
+
+
+def _is_count_noun(phrase: str) -> bool:
+    """'apples', 'red apples': lowercase words ending in a plural noun, none of them a qualifier or multiplier."""
+    words = phrase.rstrip(".").split()
+    return (0 < len(words) <= 2 and all(w.isalpha() and w.islower() and w not in QUALIFIERS for w in words)
+            and len(words[-1]) >= 3 and words[-1].endswith("s"))
+
+
+def _unit_of(phrase: str, spelled_out_only: bool) -> str | None:
+    key = " ".join(phrase.lower().rstrip(".").split())
+    unit = UNITS.get(key)
+    if unit is None or (spelled_out_only and key in _SHORT_UNITS):
+        return None
+    return unit
 
 
 def light_normalize(ans: str) -> str:
     """Only changes that cannot change the value: used for the exact-string shortcut."""
     s = ans.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = s.replace("\\$", "").replace("$", "").replace("\\(", "").replace("\\)", "")
-    s = re.sub(r"\\left|\\right", "", s)
+    s = _SIZING.sub("", s)
     s = _SPACING.sub("", s)
     return s.rstrip(".")
 
 
-def numeric_form(ans: str, task: Task) -> tuple[str, bool]:
-    """The answer stripped of units, assignments, degrees and percent, for the number grammar.
-    Returns (text, had_percent)."""
+def numeric_form(ans: str, task: Task) -> NumericForm:
+    """The answer stripped of a unit from the explicit list, assignments, degrees and percent, for the number
+    grammar. A trailing word that is not a listed unit stays (and is reported), so "5 thousand" never reads 5."""
     s = ans.strip()
     s = s.replace("{,}", ",").replace("\\!", "")
-    if task.plain_units:
-        s = _PLAIN_WORDS.sub("", s)
-    else:
-        s = _MATH_UNITS.sub("", s)
-    s = _UNIT_TEXT.sub("", s.strip())
+    unit = words = None
+    m = _TRAILING_TEXT.search(s)
+    if m:  # a unit is dropped; other words are set aside and reported (the number alone is not the answer)
+        unit = _unit_of(m.group(1), spelled_out_only=False)
+        words = None if unit else " ".join(m.group(1).split())
+        s = s[:m.start()].strip()
     s = s.replace("\\$", "").replace("$", "").replace("\\(", "").replace("\\)", "")
-    s = _DEGREES.sub("", s)
+    if _DEGREES.search(s):
+        unit = unit or "degree"
+        s = _DEGREES.sub("", s)
+    if unit is None and words is None:
+        m = _TRAILING_WORDS.search(s)
+        if m:
+            found = _unit_of(m.group(1), spelled_out_only=not task.plain_units)
+            if found is None and task.plain_units and _is_count_noun(m.group(1)):
+                found = " ".join(m.group(1).lower().split())  # "18 apples": what is counted, not a scale
+            unit, words = (found, None) if found else (None, " ".join(m.group(1).split()))
+            s = s[:m.start()]
     had_percent = "%" in s
     s = s.replace("\\%", "").replace("%", "")
+    is_list = _LIST_COMMA.search(s) is not None
     s = _SPACING.sub("", s).rstrip(".")
     s = _ASSIGN.sub("", s)
-    return s, had_percent
+    return NumericForm(s, had_percent, unit, words, is_list)
+
+
+def list_numbers(ans: str, task: Task) -> list[Fraction] | None:
+    """"2, 250" -> [2, 250]: the values of a comma-and-space separated list of plain numbers, else None."""
+    s = ans.strip().replace("$", "").replace("\\(", "").replace("\\)", "")
+    parts = _LIST_COMMA.split(s)
+    if len(parts) < 2 or len(parts) > 50:
+        return None
+    vals = [parse_number(_SPACING.sub("", p).rstrip("."), decimal_comma=False) for p in parts]
+    return None if any(v is None for v in vals) else vals  # type: ignore[return-value]
 
 
 _NUMBER = re.compile(r"([+-]?)(\d{1,3}(?:,\d{3})+|\d+)?(?:\.(\d+))?(?:[eE]([+-]?\d{1,4}))?")
@@ -242,6 +363,7 @@ def parse_number(s: str, decimal_comma: bool = False) -> Fraction | None:
 
 
 _CHOICE = re.compile(r"^\(?([A-E])\)?(?:\s|$|[.:)])")
+_ANY_CHOICE = re.compile(r"(?<![A-Za-z\\])\(?([A-E])\)?(?![A-Za-z])")
 
 
 def choice_letter(ans: str) -> str | None:
@@ -249,6 +371,12 @@ def choice_letter(ans: str) -> str | None:
     s = _TEXT_CMD.sub(r"\1", ans).replace("$", "").strip()
     m = _CHOICE.match(s + " ")
     return m.group(1) if m else None
+
+
+def choice_letters(ans: str) -> set[str]:
+    """Every choice letter an answer names: 'B \\text{ and } C', '(B) or (C)', 'A B C D E' name several."""
+    s = _TEXT_CMD.sub(r"\1", ans).replace("$", "")
+    return set(_ANY_CHOICE.findall(s))
 
 
 def is_choice(ans: str) -> bool:

@@ -24,6 +24,7 @@ from .sampling import build_prompts, generate_into, open_backend, to_params
 from .metrics import paired_comparison, summarize_problems
 from .models import resolve, set_threads
 from .store import Store, atomic_write_parquet, atomic_write_text
+from .answers import FORMAT_FORMS_EXCLUDED, answer_form
 from .verify import CORRECT, as_number, check_many, extract_answer, get_task, normalize
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     groups, strict_groups = defaultdict(list), defaultdict(list)
     for r, v, s in zip(recs, lenient, strict):
         r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason, strict_verdict=s.status,
-                 answered_in_format=s.reason != "no answer")
+                 answered_in_format=answer_form(r["messages"][-1]["content"], get_task(r["task"]))[0]
+                 not in (None, *FORMAT_FORMS_EXCLUDED))
         groups[r["prompt_id"]].append({"correct": v.status == CORRECT, "pred": answer_key(v.pred),
                                        "index": r["sample_index"]})
         strict_groups[r["prompt_id"]].append({"correct": s.status == CORRECT, "pred": answer_key(s.pred),

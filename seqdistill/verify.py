@@ -7,16 +7,19 @@ kills a worker that overruns it: one pathological expression can neither hang no
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing as mp
+import os
+import re
 import signal
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from multiprocessing.connection import wait
 
-from .answers import (MAX_ANSWER_CHARS, TASKS, Task, choice_letter, extract_answer, gold_answer, is_choice,
-                      light_normalize, numeric_form, parse_number)
+from .answers import (MAX_ANSWER_CHARS, TASKS, Task, choice_letter, choice_letters, extract_answer, gold_answer,
+                      is_choice, light_normalize, list_numbers, numeric_form, parse_number)
 
 CORRECT, WRONG, UNVERIFIABLE = "correct", "wrong", "unverifiable"
 
@@ -43,7 +46,10 @@ def as_number(ans: str, task: str | Task = "arithmetic") -> Fraction | None:
     t = get_task(task) if isinstance(task, str) else task
     if len(ans) > MAX_ANSWER_CHARS:
         return None
-    return parse_number(numeric_form(ans, t)[0], t.decimal_comma)
+    f = numeric_form(ans, t)
+    if f.is_list or f.words:
+        return None
+    return parse_number(f.text, t.decimal_comma)
 
 
 def normalize(ans: str) -> str:
@@ -66,25 +72,49 @@ def _show(x: Fraction) -> str:
 
 def fast_check(pred: str, gold: str, task: Task) -> tuple[str, str] | None:
     """(status, detail) when the answer is certain by the conventions in answers.py; None: ask math-verify.
-    Sound by construction: 'correct' only on equal exact values (or identical text), 'wrong' only when
-    both sides are plain numbers that differ and no lossy step (percent) was involved."""
+    Sound by construction: 'correct' only on equal exact values (or identical text, or a convention listed in
+    answers.py); 'wrong' only where the values certainly differ under those conventions."""
     if task.compare == "math" and is_choice(gold):
         g, p = choice_letter(gold), choice_letter(pred)
         if p is None:
             return None
+        named = choice_letters(pred)
+        if len(named) > 1:
+            return WRONG, f"names several choices {''.join(sorted(named))}; one is asked for"
         return (CORRECT if p == g else WRONG), f"choice {p} vs {g}"
-    pn, p_pct = numeric_form(pred, task)
-    gn, g_pct = numeric_form(gold, task)
-    p, g = parse_number(pn, task.decimal_comma), parse_number(gn, task.decimal_comma)
+    pf, gf = numeric_form(pred, task), numeric_form(gold, task)
+    p = None if pf.is_list or pf.words else parse_number(pf.text, task.decimal_comma)
+    g = None if gf.is_list or gf.words else parse_number(gf.text, task.decimal_comma)
+    if g is not None and p is None and pf.is_list and list_numbers(pred, task):
+        return WRONG, f"a list of numbers ({pred[:40]!r}) against one number {_show(g)}"
+    if p is None and pf.words and pf.words != gf.words and not pf.is_list \
+            and parse_number(pf.text, task.decimal_comma) is not None:
+        # "5 thousand", "3 dozen", "5 or more", "7 squared": math-verify reads some of these as the bare number
+        return WRONG, f"{pf.words!r} after the number is no unit: it changes or qualifies the value"
     if p is not None and g is not None:
-        if p == g:
+        if pf.unit and gf.unit and pf.unit != gf.unit:
+            return WRONG, f"units differ: {pf.unit} vs {gf.unit}"
+        if p == g and pf.percent == gf.percent:
             return CORRECT, f"number {_show(p)} == {_show(g)}"
-        if task.compare == "integer" or not (p_pct or g_pct):
-            return WRONG, f"number {_show(p)} != {_show(g)}"
-        return None
+        if pf.percent != gf.percent:
+            return _percent_verdict(p, pf.percent, g)
+        return WRONG, f"number {_show(p)} != {_show(g)}"
     if light_normalize(pred) == light_normalize(gold):
         return CORRECT, f"same text {light_normalize(gold)!r}"
     return None
+
+
+def _percent_verdict(p: Fraction, p_pct: bool, g: Fraction) -> tuple[str, str]:
+    """One side written with %, the other not. Correct when the values are equal (50% = 0.5), or by the field's
+    convention that a percentage question's gold is the number of percent (gold 50 answered "50%"), which
+    applies only when that number is at least 1 (or 0): a gold below 1 is a fraction, so "0.5%" does not answer
+    gold 0.5. Everything else is wrong."""
+    pct, other = (p, g) if p_pct else (g, p)
+    if pct / 100 == other:
+        return CORRECT, f"{_show(pct)}% == {_show(other)}"
+    if pct == other and (abs(other) >= 1 or other == 0):
+        return CORRECT, f"{_show(pct)}% answers {_show(other)} (percent convention: a gold of at least 1)"
+    return WRONG, f"{_show(pct)}% != {_show(other)}"
 
 
 def _quiet_math_verify():
@@ -92,15 +122,31 @@ def _quiet_math_verify():
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+")
+_SUPERSCRIPT_RUN = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺]+")
+
+
+def for_math_verify(ans: str) -> str:
+    """The answer as math-verify's parser gets it. An answer already in math mode ($, \\(, \\[, \\boxed) goes as it
+    is: wrapping it again changes what math-verify extracts. Otherwise it is wrapped in $...$ so its LaTeX
+    extractor reads it (bare `\\frac12`, `(1, 2]` or `x^2+1` are otherwise not, or wrongly, read). Unicode
+    superscripts become ^{..} (2³ -> 2^{3}), which the LaTeX parser would drop. Both rewrites keep the value
+    (tests/test_verify.py)."""
+    s = _SUPERSCRIPT_RUN.sub(lambda m: "^{" + m.group(0).translate(_SUPERSCRIPT) + "}", ans)
+    if "$" in s.replace("\\$", "") or any(t in s for t in ("\\(", "\\[", "\\boxed")):
+        return s
+    return f"${s}$"
+
+
 def slow_check(pred: str, gold: str) -> tuple[str, str]:
     """math-verify on two answers (no timeouts inside: the caller bounds the time)."""
     from math_verify import parse, verify
 
     _quiet_math_verify()
-    g = parse(f"${gold}$", parsing_timeout=None)
+    g = parse(for_math_verify(gold), parsing_timeout=None)
     if not g:
         return UNVERIFIABLE, "gold not parseable"
-    p = parse(f"${pred}$", parsing_timeout=None)
+    p = parse(for_math_verify(pred), parsing_timeout=None)
     if not p:
         return WRONG, "prediction not parseable"
     return (CORRECT if verify(g, p, timeout_seconds=None) else WRONG), "math-verify"
@@ -144,9 +190,22 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def _worker(conn, soft_timeout: float):
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when its parent dies (a kill -9 of filter leaves no orphans)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker(conn, soft_timeout: float, parent: int):
     # a worker process runs in its own main thread, so a timer signal works here as a first line;
     # the parent kills the process if a C-level computation ignores it
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        return
     signal.signal(signal.SIGALRM, _alarm)
     _quiet_math_verify()
     while True:
@@ -176,7 +235,7 @@ class _Pool:
 
     def _start(self):
         parent, child = self.ctx.Pipe()
-        p = self.ctx.Process(target=_worker, args=(child, self.timeout), daemon=True)
+        p = self.ctx.Process(target=_worker, args=(child, self.timeout, os.getpid()), daemon=True)
         p.start()
         child.close()
         return {"proc": p, "conn": parent, "job": [], "since": 0.0}
@@ -222,6 +281,9 @@ class _Pool:
             w["since"] = time.monotonic()
             w["conn"].send(rest)
 
+    def alive(self) -> bool:
+        return all(w["proc"].is_alive() and not w["job"] for w in self.procs)
+
     def close(self):
         for w in self.procs:
             try:
@@ -231,6 +293,33 @@ class _Pool:
             w["proc"].join(timeout=1)
             if w["proc"].is_alive():
                 w["proc"].kill()
+
+
+_POOLS: dict[tuple[int, float, int], _Pool] = {}
+
+
+def _shared_pool(workers: int, timeout: float) -> _Pool:
+    """One pool per (workers, timeout) for the life of the process, so `check` in a loop (the CLI, the probe)
+    does not fork workers per call. Keyed by pid too: a forked child never uses its parent's pipes."""
+    key = (workers, timeout, os.getpid())
+    pool = _POOLS.get(key)
+    if pool is None or not pool.alive():
+        if pool is not None:
+            pool.close()
+        pool = _POOLS[key] = _Pool(workers, timeout)
+    return pool
+
+
+def _drop_pool(workers: int, timeout: float) -> None:
+    pool = _POOLS.pop((workers, timeout, os.getpid()), None)
+    if pool is not None:
+        pool.close()
+
+
+@atexit.register
+def _close_pools() -> None:
+    for key in [k for k in _POOLS if k[2] == os.getpid()]:
+        _POOLS.pop(key).close()
 
 
 def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeout: float = 5.0,
@@ -245,11 +334,12 @@ def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeo
         else:
             slow.append((i, *pending))
     if slow:
-        pool = _Pool(min(workers, len(slow)), timeout)
+        pool = _shared_pool(workers, timeout)
         try:
             out = pool.run(slow)
-        finally:
-            pool.close()
+        except BaseException:  # interrupted mid-run: its workers may hold half a job; start afresh next time
+            _drop_pool(workers, timeout)
+            raise
         for i, pred, gold in slow:
             status, reason = out[i]
             verdicts[i] = Verdict(status, _clean(pred), _clean(gold), reason,
