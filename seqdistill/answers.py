@@ -6,8 +6,10 @@ Conventions (one table for filter and eval; where the field's checkers differ we
 lighteval and say so):
 
 extraction (only from the text after </think>; an unclosed <think> has no answer)
-  boxed      last \\boxed{..} / \\fbox{..}; boxes in a row joined by ",", "and", "or" form one list
-             (math-verify: `\\boxed{1}, \\boxed{2}` is the set {1, 2}); at most 6 boxes are joined.
+  boxed      last \\boxed{..} / \\fbox{..}; boxes in a row joined by ",", ";", "and", "or", \\quad, short
+             \\text{..} joiners form one list (math-verify: `\\boxed{1}, \\boxed{2}` is the set {1, 2}); every box of
+             the run is kept (a run past MAX_ANSWER_CHARS is "answer too long", never cut short).
+  final_latex  (math, amc) a closing $..$ / \\(..\\) / \\[..\\] with only punctuation after it, as math-verify.
   hash       "#### N" (GSM8K's own format)
   answer_is  "The answer is X" / "Final answer: X" (lighteval's anchors)
   last_number  the last number in the text: lenient scoring of numeric tasks only (gsm8k, arithmetic, aime)
@@ -15,12 +17,17 @@ extraction (only from the text after </think>; an unclosed <think> has no answer
   else hash, else (numeric tasks) last number: what the standard evaluators do.
 
 normalisation (both sides)
-  dropped: $ \\$ \\( \\) \\left \\right, spacing (\\, \\; \\! \\: ~ \\ ), a trailing period, \\dfrac/\\tfrac -> \\frac
+  dropped: $ \\$ \\( \\) \\left \\right (as sizes, never \\leftarrow), spacing (\\, \\; \\! \\: ~ \\ ), a trailing period, \\dfrac/\\tfrac -> \\frac
   {,} -> ,  (LaTeX thousands separator)        ^\\circ ^{\\circ} ° \\degree  (degrees, as math-verify)
   a leading single-letter assignment "x = 18" -> 18 (math-verify compares the right-hand side)
-  units after a number: \\text{..} / \\mbox{..} / \\mathrm{..} of letters ("18 \\text{ dollars}"); plain words
-  after a number only for numeric tasks ("18 dollars"); MATH answers keep plain words (\\pi, x, ...).
-  %: "50\\%" equals "50" (GSM8K convention, as lighteval); a percent never makes the fast path say "wrong".
+  units after a number, only those in UNITS: \\text{..} / \\mbox{..} / \\mathrm{..} ("18 \\text{ dollars}") or plain
+  words ("18 dollars"; one- and two-letter units as plain words only for numeric tasks); both sides with a unit:
+  the units must match. Other words after a number ("5 thousand", "7 squared", "5 or more") are never
+  dropped: such an answer is wrong against a plain number. Numeric tasks also drop a plural count noun
+  ("18 apples"), which names what is counted and cannot scale the number.
+  %: by value ("50\\%" = 0.5), or the field's convention that a percentage gold is the number of percent
+  ("50\\%" answers gold 50, as lighteval) where that gold is at least 1 (or 0): "0.5\\%" never answers 0.5.
+  lists: a comma followed by a space separates items ("2, 250" is two numbers).
 
 numbers (the fast path's grammar; anything else goes to math-verify in a killable worker)
   [sign] digits | 3-digit comma groups (1,234,567) | leading-dot decimal (.4) [e|E exponent]

@@ -23,9 +23,11 @@ from .overlap import OverlapIndex
 from .sampling import build_prompts, generate_into, open_backend, to_params
 from .metrics import paired_comparison, summarize_problems
 from .models import resolve, set_threads
+from .labels import group_answers
+from .records import answer_text
 from .store import Store, atomic_write_parquet, atomic_write_text
 from .answers import FORMAT_FORMS_EXCLUDED, answer_form
-from .verify import CORRECT, as_number, check_many, extract_answer, get_task, normalize
+from .verify import CORRECT, check_many, extract_answer, get_task
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +89,13 @@ def count_params(path: str) -> int:
     return param_count(model)
 
 
-def answer_key(pred: str | None) -> str | None:
-    if pred is None:
-        return None
-    num = as_number(pred)
-    return str(num) if num is not None else normalize(pred)
-
-
 def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     """Two scorings of the same samples, as the field reports them:
     accuracy (lenient: the answer the standard evaluators extract: boxed, else "the answer is", else the last
     number for numeric tasks) and strict (only the answer in the form the prompt asked for); format is the
     share of samples that answered in that form. Retention uses accuracy."""
     recs = list(store.records())
-    items = [(r["messages"][-1]["content"], r["gold"], r["task"]) for r in recs]
+    items = [(answer_text(r), r["gold"], r["task"]) for r in recs]
     kw = {"workers": cfg.eval.num_workers, "timeout": cfg.eval.timeout_s}
     strict = check_many(items, **kw)
     # lenient differs from strict only where its extraction does: verify just those a second time
@@ -112,15 +107,23 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     groups, strict_groups = defaultdict(list), defaultdict(list)
     for r, v, s in zip(recs, lenient, strict):
         r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason, strict_verdict=s.status,
-                 answered_in_format=answer_form(r["messages"][-1]["content"], get_task(r["task"]))[0]
+                 answered_in_format=answer_form(answer_text(r), get_task(r["task"]))[0]
                  not in (None, *FORMAT_FORMS_EXCLUDED))
-        groups[r["prompt_id"]].append({"correct": v.status == CORRECT, "pred": answer_key(v.pred),
+        groups[r["prompt_id"]].append({"correct": v.status == CORRECT, "pred": v.pred,
                                        "index": r["sample_index"]})
-        strict_groups[r["prompt_id"]].append({"correct": s.status == CORRECT, "pred": answer_key(s.pred),
+        strict_groups[r["prompt_id"]].append({"correct": s.status == CORRECT, "pred": s.pred,
                                               "index": r["sample_index"], "format": r["answered_in_format"]})
     for g in list(groups.values()) + list(strict_groups.values()):
         g.sort(key=lambda s: s["index"])
     k = cfg.eval.sampling.n
+    if k > 1:  # maj@k votes: answers grouped by the verifier (1/2 and 0.5 are one vote), never by string
+        for gs in (groups, strict_groups):
+            pids = list(gs)
+            task = recs[0]["task"] if recs else "math"
+            ids = group_answers([([s["pred"] for s in gs[pid][:k]], task) for pid in pids], **kw)
+            for pid, votes in zip(pids, ids):
+                for smp, vote in zip(gs[pid], votes):
+                    smp["pred"] = vote
     try:
         metrics = summarize_problems(groups, sorted({1, k}))
         metrics["strict"] = summarize_problems(strict_groups, sorted({1, k}))

@@ -19,9 +19,9 @@ from .data import load_prompts
 from .overlap import OverlapIndex, jaccard, ngrams
 from .errors import ConfigError, DataError
 from .labels import apply_labels, majority_labels
-from .records import FILTER_SCHEMA
+from .records import FILTER_SCHEMA, answer_text
 from .store import Store, atomic_write_text, require_stage_output
-from .verify import CORRECT, UNVERIFIABLE, check_many, get_task
+from .verify import CORRECT, UNVERIFIABLE, WRONG, check_many, get_task
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def contamination_index(cfg: RecipeConfig) -> dict[str, OverlapIndex]:
 
 def format_reason(rec: dict, cfg: RecipeConfig, need_box: bool) -> str | None:
     f = cfg.filter
-    full = rec["messages"][-1]["content"]
+    full = answer_text(rec)
     _, answer, closed = split_reasoning(full)
     if f.drop_truncated and rec["finish_reason"] == "length":
         return "truncated"
@@ -80,12 +80,16 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, Overla
     else:
         for r in records:
             r["label_source"] = "gold" if r["gold"] is not None else None
-    verdicts = check_many([(r["messages"][-1]["content"], r["gold"], r["task"]) for r in records],
+    verdicts = check_many([(answer_text(r), r["gold"], r["task"]) for r in records],
                           workers=f.num_workers, timeout=f.timeout_s, stats=verify_stats)
     by_prompt: dict[str, list[dict]] = defaultdict(list)
     for r, v in zip(records, verdicts):
         r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason, verify_detail=v.detail,
                  reject_reason=None)
+        in_majority = r.pop("in_majority", True)
+        if r.get("label_source") == "majority" and v.status == CORRECT and not in_majority:
+            r.update(verdict=WRONG, verify_detail="not in the majority group (equal to the label only by a "
+                                                  "convention its voters do not share)")
         by_prompt[r["prompt_id"]].append(r)
 
     contamination = Counter()

@@ -4,9 +4,10 @@ by string: "1/2", "0.5" and "\\frac{1}{2}" are one vote. A tie at the top is no 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from .answers import TASKS, extract_answer
+from .records import answer_text
 from .verify import CORRECT, check_many
 
 
@@ -15,40 +16,65 @@ def _as_gold(pred: str, task: str) -> str:
     return f"\\boxed{{{pred}}}" if TASKS[task].gold_form == "boxed" else pred
 
 
+def group_answers(problems: list[tuple[list[str | None], str]], workers: int = 2,
+                  timeout: float = 5.0) -> list[list[int | None]]:
+    """For each problem (its samples' extracted answers, task): a group number per answer (None: no answer).
+
+    Two answers share a group only when the verifier judges each equal to the other, both ways, and to every
+    other member: equivalence must not chain values that differ ("5\\%" is equal to "0.05" and, by the percent
+    convention, to "5", but "5" and "0.05" are two groups, so "5\\%" cannot join both)."""
+    jobs, index = [], []
+    for pi, (answers, task) in enumerate(problems):
+        distinct = list(dict.fromkeys(a for a in answers if a))
+        for x in distinct:
+            for y in distinct:
+                if x != y:
+                    jobs.append((f"\\boxed{{{x}}}", _as_gold(y, task), task))
+                    index.append((pi, x, y))
+    same = {key for key, v in zip(index, check_many(jobs, workers=workers, timeout=timeout)) if v.status == CORRECT}
+    out = []
+    for pi, (answers, _) in enumerate(problems):
+        groups: list[list[str]] = []
+        of: dict[str, int] = {}
+        for a in dict.fromkeys(x for x in answers if x):
+            for gi, members in enumerate(groups):
+                if all((pi, a, m) in same and (pi, m, a) in same for m in members):
+                    members.append(a)
+                    of[a] = gi
+                    break
+            else:
+                of[a] = len(groups)
+                groups.append([a])
+        out.append([of[a] if a else None for a in answers])
+    return out
+
+
 def majority_labels(records: list[dict], min_agreement: float, workers: int = 2,
                     timeout: float = 5.0) -> dict[str, dict]:
     """{prompt_id: {"label", "gold_form", "votes", "samples", "agreement"}} for every prompt with at least one
-    extracted answer; `label` is None below `min_agreement` or on a tie."""
+    extracted answer; `label` is None below `min_agreement` or on a tie. Votes are grouped by `group_answers`."""
     by_prompt: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_prompt[r["prompt_id"]].append(r)
-    jobs, owners = [], []
-    for pid, group in by_prompt.items():
-        task = group[0]["task"]
-        texts = [r["messages"][-1]["content"] for r in group]
-        candidates = list(dict.fromkeys(p for p in (extract_answer(t, task) for t in texts) if p))
-        for c in candidates:
-            for i, t in enumerate(texts):
-                jobs.append((t, _as_gold(c, task), task))
-                owners.append((pid, c, i))
-    verdicts = check_many(jobs, workers=workers, timeout=timeout)
-    voters: dict[str, dict[str, frozenset]] = defaultdict(lambda: defaultdict(frozenset))
-    for (pid, c, i), v in zip(owners, verdicts):
-        if v.status == CORRECT:
-            voters[pid][c] |= {i}
-        else:
-            voters[pid][c] |= set()
+    pids = list(by_prompt)
+    answers = [[extract_answer(answer_text(r), r["task"]) for r in by_prompt[pid]] for pid in pids]
+    grouped = group_answers([(a, by_prompt[pid][0]["task"]) for pid, a in zip(pids, answers)], workers, timeout)
     out = {}
-    for pid, tally in voters.items():
-        ranked = sorted(tally.items(), key=lambda kv: -len(kv[1]))
-        best, who = ranked[0]
-        n_best, n = len(who), len(by_prompt[pid])
-        # equivalent spellings ("5", "5.0") have the same voters: only a different answer as popular is a tie
-        tie = any(len(w) == n_best and w != who for _, w in ranked[1:])
-        ok = n_best > 0 and not tie and n_best / n >= min_agreement
+    for pid, ans, groups in zip(pids, answers, grouped):
+        if all(g is None for g in groups):
+            continue
+        votes = Counter(g for g in groups if g is not None)
+        (best, n_best), *rest = votes.most_common()
+        n = len(ans)
+        tie = any(c == n_best for _, c in rest)  # a different answer as popular: no label, not a guess
+        ok = not tie and n_best / n >= min_agreement
+        label = next(a for a, g in zip(ans, groups) if g == best)  # the first spelling of the winning group
         task = by_prompt[pid][0]["task"]
-        out[pid] = {"label": best if ok else None, "gold_form": _as_gold(best, task) if ok else None,
-                    "votes": n_best, "samples": n, "agreement": n_best / n}
+        out[pid] = {"label": label if ok else None, "gold_form": _as_gold(label, task) if ok else None,
+                    "votes": n_best, "samples": n, "agreement": n_best / n,
+                    # the winning group's samples: only these agree with the label (a sample that matches the
+                    # label by a non-transitive convention alone, e.g. "5" against "5\\%", is not one of them)
+                    "voters": [r["sample_index"] for r, g in zip(by_prompt[pid], groups) if g == best and ok]}
     return out
 
 
@@ -64,6 +90,7 @@ def apply_labels(records: list[dict], labels: dict[str, dict], workers: int = 2,
         if r["gold"] is None:
             r["label_source"] = "majority" if lab.get("label") else None
             r["gold"] = lab.get("gold_form")
+            r["in_majority"] = r["sample_index"] in lab.get("voters", ())
             if pid not in seen:
                 stats["prompts_without_gold"] += 1
                 stats["labelled" if lab.get("label") else "below_agreement_or_tie"] += 1

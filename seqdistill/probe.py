@@ -13,6 +13,7 @@ from pathlib import Path
 from .config import OpenAIConfig, RecipeConfig
 from .models import resolve
 from .sampling import build_prompts, generate_into, open_backend, to_params
+from .records import answer_text
 from .store import Store
 from .verify import CORRECT, check_many
 
@@ -44,7 +45,7 @@ def probe_pass_rates(cfg: RecipeConfig, records: list[dict], out: Path) -> dict[
             backend.close()
         store.update_manifest(complete=True)
     samples = list(store.records())
-    verdicts = check_many([(s["completion"], s["gold"], s["task"]) for s in samples],
+    verdicts = check_many([(answer_text(s), s["gold"], s["task"]) for s in samples],
                           workers=cfg.filter.num_workers, timeout=cfg.filter.timeout_s)
     correct: dict[str, list[bool]] = defaultdict(list)
     for s, v in zip(samples, verdicts):

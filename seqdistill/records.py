@@ -56,6 +56,13 @@ def has_topk(record: dict) -> bool:
     return bool(record.get("logprobs_k") and record.get("completion_ids") and record.get("prompt_ids"))
 
 
+def answer_text(record: dict) -> str:
+    """The text a record is judged on: the whole assistant turn, prefill + completion (a `<think>` prefill opens
+    the reasoning that the completion closes). filter, eval and the student probe all verify this, never the bare
+    completion."""
+    return record["messages"][-1]["content"]
+
+
 def make_record(item: dict, pin: PromptIn, j: int, c: Completion, task: str, model: str, backend: str,
                 teacher: str = "teacher") -> dict:
     full = (pin.prefill or "") + c.text  # the assistant turn as the student should learn it

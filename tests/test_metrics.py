@@ -100,3 +100,19 @@ def test_paired_ci_is_tighter_than_unpaired_when_models_agree():
     b_lo, b_hi = mean_ci(list(base.values()))[1:]
     a_lo, a_hi = mean_ci(list(after.values()))[1:]
     assert a_lo < b_hi  # the unpaired CIs overlap, yet the paired difference is clearly above 0
+
+
+def test_maj_at_k_groups_votes_through_the_verifier(make_cfg, tmp_path):
+    """\\frac{1}{2}, 0.5, 3, 3 with gold 1/2: two groups of two, a tie, so maj@4 = 1/2 (string grouping gave 0)."""
+    from seqdistill.evaluate import score_model
+    from seqdistill.store import Store
+
+    from fakes import rec, write_generate_output
+
+    cfg = make_cfg(eval={"data": {"synthetic": {"n": 1, "split": "test"}, "task": "math"},
+                         "sampling": {"n": 4, "temperature": 1.0}})
+    texts = ["\\boxed{\\frac{1}{2}}", "\\boxed{0.5}", "\\boxed{3}", "\\boxed{3}"]
+    root = write_generate_output(tmp_path / "samples", [rec("p", j, t, gold="\\frac{1}{2}", task="math")
+                                                         for j, t in enumerate(texts)])
+    metrics, _ = score_model(Store(root), cfg)
+    assert metrics["maj@4"]["mean"] == 0.5 and metrics["pass@1"]["mean"] == 0.5

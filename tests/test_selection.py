@@ -86,3 +86,46 @@ def test_a_prompt_set_without_any_gold_can_be_labelled(make_cfg, tmp_path):
         _filter(make_cfg, tmp_path, gold_less)
     kept, _, stats = _filter(make_cfg, tmp_path, gold_less, overwrite=True, majority_labels=True)
     assert {k for k in kept} == {("A", 0), ("A", 1)} and stats["majority_labels"]["labelled"] == 1
+
+
+def test_answer_groups_do_not_chain_values_that_differ():
+    """5% equals 0.05 (by value) and 5 (by the percent convention), but 5 != 0.05: no group holds both."""
+    from seqdistill.labels import group_answers
+
+    (groups,) = group_answers([(["5\\%", "0.05", "5"], "math")])
+    assert groups[1] != groups[2]
+    assert groups[0] in (groups[1], groups[2])  # it joins one of them, never both
+    (groups,) = group_answers([(["\\frac{1}{2}", "0.5", "3", "3", None], "math")])
+    assert groups[0] == groups[1] and groups[2] == groups[3] and groups[0] != groups[2] and groups[4] is None
+
+
+def test_majority_label_refused_when_the_votes_only_chain(make_cfg, tmp_path):
+    records = [rec("P", j, t, gold=None) for j, t in enumerate(["\\boxed{5\\%}", "\\boxed{0.05}", "\\boxed{5}"])]
+    kept, rejected, stats = _filter(make_cfg, tmp_path, records, majority_labels=True, majority_min_agreement=0.6)
+    # before: all three voted for "5%" (3/3 agreement) and all three were kept. Now 5% and 0.05 (one value)
+    # win 2 of 3, and "5", equal to the label "5%" only by the percent convention, is not kept with them
+    assert set(kept) == {("P", 0), ("P", 1)} and kept[("P", 0)]["label_source"] == "majority"
+    assert rejected[("P", 2)]["reject_reason"] == "wrong_answer"
+    assert "not in the majority group" in rejected[("P", 2)]["verify_detail"]
+
+
+def test_probe_verifies_prefill_plus_completion_like_filter_and_eval(make_cfg, tmp_path, monkeypatch):
+    """With a `<think>` prefill the completion alone has an unopened </think>: the probe must judge the same text
+    filter and eval judge (records.answer_text), or its pass rate differs on the same samples."""
+    from seqdistill import probe
+
+    seen = []
+    real = probe.check_many
+
+    def spy(items, **kw):
+        seen.extend(text for text, _, _ in items)
+        return real(items, **kw)
+
+    monkeypatch.setattr(probe, "check_many", spy)
+    records = [rec("p1", j, "\\boxed{42}") for j in range(2)]
+    write_generate_output(tmp_path / "run" / "generate", records)
+    cfg = make_cfg(filter={"dedup": False, "student_probe": {"sampling": {"n": 2, "max_tokens": 4,
+                                                                          "temperature": 1.0}}},
+                   prompt={"prefill": "<think>\n"})
+    run_filter(cfg)
+    assert len(seen) == 2 and all(t.startswith("<think>\n") for t in seen)
