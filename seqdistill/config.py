@@ -333,6 +333,14 @@ class RecipeConfig(Section):
             raise ValueError(f"teachers: name {twice[0]!r} is used twice; every teacher needs its own name")
         if self.teachers is not None and not self.teachers:
             raise ValueError("teachers: empty list; name at least one teacher, or use `teacher`")
+        if self.teachers and self.teacher is not None:
+            raise ValueError("teacher and teachers: both set; which one writes the traces would be a guess. Keep "
+                             "`teachers:` (name the former `teacher` in it) or only `teacher:`")
+        for t in self.teachers or []:
+            if self.generate.logprobs and t.sampling is not None and t.sampling.thinking_budget:
+                raise ValueError(f"teachers[{t.name}].sampling.thinking_budget with generate.logprobs: the forced "
+                                 "closing tokens have no teacher distribution (offline KD would read fewer "
+                                 "logprob rows than tokens); drop one of them")
         if self.sft.per_teacher and not self.teachers:
             raise ValueError("sft.per_teacher: needs `teachers:` (several named teachers) in the recipe")
         if self.teachers and "models" not in self.eval.model_fields_set:  # the default names every teacher

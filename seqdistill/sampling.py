@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .backends import Completion, Params, PromptIn, make_backend
-from .chat import build_messages, encode_prompt, load_template
+from .chat import THINK_CLOSE, THINK_OPEN, build_messages, encode_prompt, load_template
 from .config import OpenAIConfig, PromptConfig, SamplingConfig
 from .errors import ConfigError
 from .models import load_options, load_tokenizer, resolve
@@ -28,9 +28,11 @@ def to_params(s: SamplingConfig, logprobs: int | None = None) -> Params:
 
 
 def sample(backend, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
-    """backend.generate, with budget forcing (s1-style) when p.thinking_budget is set: samples that hit the
-    budget get `budget_close` appended and continue, one request each, for what is left of max_tokens; samples that
-    ended on their own are untouched. The record says which were forced (budget_forced)."""
+    """backend.generate, with budget forcing (s1-style) when p.thinking_budget is set. The budget caps the
+    thinking only: a sample that reaches it while still thinking (no `</think>` after the prefill) gets
+    `budget_close` appended and continues, one request each, for what is left of max_tokens, and is marked
+    `budget_forced`. A sample that closed its thinking before the budget and is still answering is continued as
+    it is, never forced. Samples that ended on their own are untouched."""
     if not p.thinking_budget:
         return backend.generate(prompts, p)
     if backend.name == "openai":
@@ -42,22 +44,35 @@ def sample(backend, prompts: list[PromptIn], p: Params) -> list[list[Completion]
     if room < 1:
         raise ConfigError(f"sampling.thinking_budget: {p.thinking_budget} + budget_close ({len(close)} tokens) "
                           f"leaves no answer budget within max_tokens {p.max_tokens}")
-    todo = []
+    forced, answering = [], []
     for pr, row in zip(prompts, outs):
         base = pr.token_ids or backend.tok(pr.text, add_special_tokens=False)["input_ids"]
         for j, c in enumerate(row):
-            if c.finish_reason == "length":
-                todo.append((c, PromptIn(id=f"{pr.id}#forced{j}", messages=pr.messages,
-                                         token_ids=list(base) + list(c.token_ids) + close)))
-    if todo:
-        answers = backend.generate([pin for _, pin in todo],
-                                   replace(p, n=1, max_tokens=room))
+            if c.finish_reason != "length":
+                continue
+            if thinking_closed((pr.prefill or "") + c.text):
+                answering.append((c, PromptIn(id=f"{pr.id}#answer{j}", messages=pr.messages,
+                                              token_ids=list(base) + list(c.token_ids))))
+            else:
+                forced.append((c, PromptIn(id=f"{pr.id}#forced{j}", messages=pr.messages,
+                                           token_ids=list(base) + list(c.token_ids) + close)))
+    for todo, insert, budget in ((forced, p.budget_close, room), (answering, "", room + len(close))):
+        if not todo:
+            continue
+        answers = backend.generate([pin for _, pin in todo], replace(p, n=1, max_tokens=budget))
         for (c, _), (a,) in zip(todo, answers):
-            c.text = c.text + p.budget_close + a.text
-            c.token_ids = list(c.token_ids) + close + list(a.token_ids)
+            c.text = c.text + insert + a.text
+            c.token_ids = list(c.token_ids) + (close if insert else []) + list(a.token_ids)
             c.completion_tokens = len(c.token_ids)
-            c.finish_reason, c.budget_forced = a.finish_reason, True
+            c.finish_reason, c.budget_forced = a.finish_reason, bool(insert)
     return outs
+
+
+def thinking_closed(text: str) -> bool:
+    """The assistant text (prefill + completion) has closed its thinking: a `</think>` after the last `<think>`.
+    Text without think tags is all thinking until the budget forces an answer (the budget caps the reasoning)."""
+    close = text.rfind(THINK_CLOSE)
+    return close >= 0 and close > text.rfind(THINK_OPEN)
 
 
 def build_prompts(prompt: PromptConfig, items: list[dict], tokenizer) -> list[PromptIn]:

@@ -22,7 +22,13 @@ class ScriptedBackend:
         self.calls.append(([pr.id for pr in prompts], p.max_tokens, p.n))
         out = []
         for pr in prompts:
-            if "#forced" in pr.id:
+            if "#answer" in pr.id:
+                ids = self.tok(" is \\boxed{5}.", add_special_tokens=False)["input_ids"][:p.max_tokens]
+                out.append([Completion(self.tok.decode(ids), "stop", len(ids), len(pr.token_ids), ids)])
+            elif pr.id == "closed":  # closed its thinking early, still answering when the budget is reached
+                ids = self.tok("ok\n</think>\nThe answer", add_special_tokens=False)["input_ids"]
+                out.append([Completion(self.tok.decode(ids), "length", len(ids), 3, ids) for _ in range(p.n)])
+            elif "#forced" in pr.id:
                 ids = self.tok("The answer is \\boxed{7}.", add_special_tokens=False)["input_ids"][:p.max_tokens]
                 out.append([Completion(self.tok.decode(ids), "stop", len(ids), len(pr.token_ids), ids)])
             elif pr.id == "long":
@@ -80,3 +86,18 @@ def test_bad_budget_settings_name_the_key(make_cfg):
         make_cfg(generate={"sampling": {"max_tokens": 10, "thinking_budget": 20}})
     with pytest.raises(SeqdistillError, match="generate: .*logprobs with sampling.thinking_budget"):
         make_cfg(generate={"logprobs": 4, "sampling": {"max_tokens": 10, "thinking_budget": 5}})
+
+
+def test_a_sample_that_closed_its_thinking_is_never_forced(tiny):
+    """s1 caps the thinking phase only: a sample past </think> when the budget hits is continued as it is."""
+    be = ScriptedBackend(tiny["tok"])
+    prompts = [PromptIn(id="closed", messages=[], token_ids=[1, 2, 3], prefill="<think>\n"),
+               PromptIn(id="long", messages=[], token_ids=[1, 2, 3], prefill="<think>\n")]
+    closed_row, long_row = sample(be, prompts, Params(n=1, max_tokens=60, thinking_budget=30))
+    (c,) = closed_row
+    assert not c.budget_forced and c.text.count("</think>") == 1 and c.text.endswith("The answer is \\boxed{5}.")
+    assert long_row[0].budget_forced and long_row[0].text.count("</think>") == 1
+    ids = {call[0][0]: call for call in be.calls[1:]}
+    close = tiny["tok"]("\n</think>\n\n", add_special_tokens=False)["input_ids"]
+    assert ids["closed#answer0"][1] == 60 - 30  # the rest of max_tokens, no closing text spent
+    assert ids["long#forced0"][1] == 60 - 30 - len(close)

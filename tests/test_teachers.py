@@ -95,3 +95,15 @@ def test_eval_teacher_with_several_teachers_must_name_one(make_cfg, tiny):
         make_cfg(eval={**ev, "models": ["teacher:big"]})
     # left unset, eval.models names every teacher (retention against the first), then student and final
     assert _cfg(make_cfg, tiny, eval=ev).eval.models == ["teacher:big", "teacher:small", "student", "final"]
+
+
+def test_teacher_and_teachers_together_and_budget_with_logprobs_per_teacher_are_refused(make_cfg, tiny):
+    from seqdistill.errors import SeqdistillError
+
+    t = {"name": "a", "path": str(tiny["teacher"])}
+    with pytest.raises(SeqdistillError, match="teacher and teachers: both set"):
+        make_cfg(teachers=[t])  # make_cfg's recipe already has `teacher:`
+    with pytest.raises(SeqdistillError, match=r"teachers\[b\].sampling.thinking_budget with generate.logprobs"):
+        make_cfg(teacher=None, teachers=[t, {"name": "b", "path": str(tiny["teacher"]),
+                                             "sampling": {"max_tokens": 20, "thinking_budget": 8}}],
+                 generate={"logprobs": 4})

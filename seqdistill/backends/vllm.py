@@ -107,13 +107,16 @@ class VLLMBackend:
         _cpu_defaults(kwargs)
         self.llm = LLM(**kwargs)
 
-    def generate(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
-        from vllm import SamplingParams
-
+    def _check_logprobs(self, p: Params) -> None:
         if p.logprobs and not self.raw_logprobs and p.temperature not in (0.0, 1.0):
             raise ConfigError("generate.logprobs: this vLLM version cannot return raw logprobs (no "
                               "logprobs_mode); its logprobs at temperature != 1 are not the teacher's "
                               "distribution. Upgrade vLLM (>= 0.10.2) or sample at temperature 1")
+
+    def generate(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
+        self._check_logprobs(p)
+        from vllm import SamplingParams
+
         # token ids, not text: the exact ids the hf backend would use, no second BOS from vLLM's tokenizer
         reqs = [{"prompt_token_ids": pr.token_ids or self.tok(pr.text, add_special_tokens=False)["input_ids"]}
                 for pr in prompts]
@@ -126,6 +129,7 @@ class VLLMBackend:
         in the engine: the engine's own step loop, so no batch waits for its slowest sample (the straggler
         problem of one LLM.generate per batch). Requests still in flight when the consumer stops are aborted.
         Yields None after an engine step that finished nothing (a heartbeat for time-based flushing)."""
+        self._check_logprobs(p)  # the default (streaming) path refuses exactly what the batch path refuses
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
