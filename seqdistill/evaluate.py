@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -146,6 +147,46 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     return metrics, recs
 
 
+def speed_key(cfg: RecipeConfig, path: str) -> str:
+    """Everything that changes a speed measurement: a timing taken with other settings, another model file or on
+    another machine is measured again (the samples themselves are reused)."""
+    import os
+    import platform
+
+    e = cfg.eval
+    return hashlib.sha256(json.dumps([e.backend, e.batch_size, cfg.num_threads, e.vllm, e.speed_prompts,
+                                      e.speed_repeats, e.sampling.model_dump(), fingerprint(path),
+                                      e.openai.model_dump(mode="json") if e.backend == "openai" else None,
+                                      platform.node(), platform.machine(), os.cpu_count()],
+                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def measure_speed(backend, prompts: list, params, repeats: int, label: str) -> dict:
+    """Tokens/s of one model: a warm-up request first (the first pass of a fresh engine or process is slower:
+    an identical copy of a model timed second looked 1.2-2x faster), then `repeats` timed passes over the same
+    prompts as one batch. Reports the median and the min-max spread."""
+    import statistics
+
+    from .sampling import sample
+
+    if not prompts:
+        return {"runs": [], "tokens_per_s": None, "tokens_per_s_spread": None, "s_per_problem": None}
+    sample(backend, prompts[:1], replace(params, n=1, max_tokens=min(8, params.max_tokens), thinking_budget=None))
+    runs = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        outs = sample(backend, prompts, params)
+        dt = time.perf_counter() - t0
+        tokens = sum(c.completion_tokens for row in outs for c in row)
+        runs.append({"tokens": tokens, "seconds": dt, "tokens_per_s": tokens / dt if dt else None})
+        log.info("eval %s: speed pass %d/%d: %d tokens in %.1f s (%.1f tok/s)", label, i + 1, repeats, tokens,
+                 dt, tokens / dt if dt else float("nan"))
+    tps = [r["tokens_per_s"] for r in runs if r["tokens_per_s"]]
+    secs = [r["seconds"] / len(prompts) for r in runs]
+    return {"runs": runs, "tokens_per_s": statistics.median(tps) if tps else None,
+            "tokens_per_s_spread": [min(tps), max(tps)] if tps else None, "s_per_problem": statistics.median(secs)}
+
+
 def train_questions(cfg: RecipeConfig) -> list[str]:
     """The prompts the student was trained on: the generate stage's records, else the recipe's data."""
     gen = cfg.stage_dir("generate")
@@ -196,30 +237,34 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
                                ).hexdigest()[:16]
         sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
         m = sub.manifest()
+        skey = speed_key(cfg, path)
+        need_speed = e.speed_prompts > 0 and e.ray is None and (m.get("speed") or {}).get("key") != skey
         if not m.get("complete") and e.ray is not None:
             from .distributed import ray_generate_into
 
-            stats = ray_generate_into(sub, items, e.ray, e.backend, mcfg, e.openai, e.vllm, e.sampling.seed,
-                                      cfg.prompt, to_params(e.sampling), task=bench.task, model=path, tag="s0of1",
-                                      desc=f"eval {label}", threads=cfg.num_threads)
-        elif not m.get("complete"):
+            ray_generate_into(sub, items, e.ray, e.backend, mcfg, e.openai, e.vllm, e.sampling.seed,
+                              cfg.prompt, to_params(e.sampling), task=bench.task, model=path, tag="s0of1",
+                              desc=f"eval {label}", threads=cfg.num_threads)
+            m = sub.update_manifest(complete=True)
+        if not m.get("complete") or need_speed:
             backend, tok, _ = open_backend(e.backend, mcfg, e.openai, e.vllm, e.sampling.seed)
             try:
-                stats = generate_into(sub, items, build_prompts(cfg.prompt, items, tok), backend, to_params(e.sampling),
-                                      batch_size=e.batch_size, task=bench.task, model=path, tag="s0of1",
-                                      desc=f"eval {label}")
+                prompts = build_prompts(cfg.prompt, items, tok)
+                if not m.get("complete"):
+                    generate_into(sub, items, prompts, backend, to_params(e.sampling), batch_size=e.batch_size,
+                                  task=bench.task, model=path, tag="s0of1", desc=f"eval {label}")
+                    m = sub.update_manifest(complete=True)
+                if need_speed:
+                    speed = measure_speed(backend, prompts[:e.speed_prompts], to_params(e.sampling),
+                                          e.speed_repeats, label)
+                    m = sub.update_manifest(speed={"key": skey, **speed})
             finally:
                 backend.close()
-        if not m.get("complete"):
-            prev = m.get("speed") or {"tokens": 0, "seconds": 0.0, "prompts": 0}
-            speed = {"tokens": prev["tokens"] + stats["new_tokens"], "seconds": prev["seconds"] + stats["seconds"],
-                     "prompts": prev["prompts"] + stats["new_prompts"]}
-            m = sub.update_manifest(complete=True, speed=speed)
         metrics, recs = score_model(sub, cfg)
-        speed = m["speed"]
-        metrics.update(model=path, params=count_params(path),
-                       tokens_per_s=speed["tokens"] / speed["seconds"] if speed["seconds"] else None,
-                       latency_per_problem_s=speed["seconds"] / speed["prompts"] if speed["prompts"] else None)
+        speed = m.get("speed") or {}
+        metrics.update(model=path, params=count_params(path), tokens_per_s=speed.get("tokens_per_s"),
+                       tokens_per_s_spread=speed.get("tokens_per_s_spread"),
+                       latency_per_problem_s=speed.get("s_per_problem"), speed_runs=len(speed.get("runs", [])))
         _write_samples(out / label / "samples.parquet", recs)
         results[label] = metrics
         lengths[label] = [r["completion_tokens"] for r in recs]
@@ -296,6 +341,10 @@ def distillation_summary(results: dict) -> dict:
             "retention": r["accuracy"]["mean"] / acc_t if acc_t else None,  # lenient accuracy, as the field
             "size_ratio": r["params"] / t["params"] if t["params"] else None,
             "speedup": (r["tokens_per_s"] / t["tokens_per_s"]) if r["tokens_per_s"] and t["tokens_per_s"] else None,
+            # the widest ratio the timed passes allow: slowest of this model over fastest of the teacher, and back
+            "speedup_spread": ([r["tokens_per_s_spread"][0] / t["tokens_per_s_spread"][1],
+                                r["tokens_per_s_spread"][1] / t["tokens_per_s_spread"][0]]
+                               if r.get("tokens_per_s_spread") and t.get("tokens_per_s_spread") else None),
             "latency_ratio": (r["latency_per_problem_s"] / t["latency_per_problem_s"]
                               if r["latency_per_problem_s"] and t["latency_per_problem_s"] else None),
         }
@@ -306,6 +355,18 @@ def _fmt(x, pct=False, digits=2):
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{100 * x:.1f}%" if pct else f"{x:.{digits}f}"
+
+
+def _tps(r: dict) -> str:
+    spread = r.get("tokens_per_s_spread")
+    return _fmt(r.get("tokens_per_s"), digits=1) + (f" ({spread[0]:.1f}-{spread[1]:.1f})" if spread else "")
+
+
+def _speedup(s: dict) -> str:
+    if not s.get("speedup"):
+        return "-"
+    spread = s.get("speedup_spread")
+    return f"{s['speedup']:.2f}x" + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
 
 
 def markdown_table(report: dict) -> str:
@@ -321,9 +382,9 @@ def markdown_table(report: dict) -> str:
             for m in (r["accuracy"], r["strict"]["pass@1"], r["format"])]
         if k > 1:
             row += [_fmt(r.get(f"pass@{k}", {}).get("mean"), True), _fmt(r.get(f"maj@{k}", {}).get("mean"), True)]
-        row += [_fmt(r["no_answer_rate"], True), _fmt(r["truncation_rate"], True), f"{r['mean_output_tokens']:.0f}", _fmt(r["tokens_per_s"], digits=1),
+        row += [_fmt(r["no_answer_rate"], True), _fmt(r["truncation_rate"], True), f"{r['mean_output_tokens']:.0f}", _tps(r),
                 _fmt(r["latency_per_problem_s"], digits=1), _fmt(s.get("retention"), True),
-                _fmt(s.get("size_ratio"), True), (_fmt(s.get("speedup")) + "x") if s.get("speedup") else "-"]
+                _fmt(s.get("size_ratio"), True), _speedup(s)]
         lines.append("| " + " | ".join(row) + " |")
     if report.get("paired"):
         lines += ["", "Paired on the same problems (accuracy difference, paired bootstrap 95% CI; exact McNemar p; "

@@ -184,3 +184,34 @@ def test_pass_at_k_with_fewer_samples_is_refused(make_cfg, tmp_path):
                        rec("b", 0, "\\boxed{1}", gold="1")], "s0", RECORD_SCHEMA)
     with pytest.raises(DataError, match="eval.sampling.n: pass@2 needs 2 samples"):
         score_model(store, make_cfg(eval={**EVAL, "sampling": {"n": 2}}))
+
+
+def test_eval_speed_is_timed_after_a_warm_up_repeated_and_re_measured_when_settings_change(make_cfg, monkeypatch):
+    """A warm-up first, `speed_repeats` timed passes (median and spread), and a timing from other settings is
+    measured again while the scored samples are reused."""
+    from seqdistill import evaluate
+
+    calls = []
+    real = evaluate.measure_speed
+
+    def spy(backend, prompts, params, repeats, label):
+        calls.append((label, len(prompts), repeats))
+        return real(backend, prompts, params, repeats, label)
+
+    monkeypatch.setattr(evaluate, "measure_speed", spy)
+    ev = {**EVAL, "models": ["teacher", "student"], "speed_prompts": 2, "speed_repeats": 3}
+    out = run_eval(make_cfg(eval=ev))
+    report = json.loads((out / "eval.json").read_text())
+    assert calls == [("teacher", 2, 3), ("student", 2, 3)]
+    for m in report["models"].values():
+        lo, hi = m["tokens_per_s_spread"]
+        assert m["speed_runs"] == 3 and lo <= m["tokens_per_s"] <= hi
+    s = report["summary"]["student"]
+    assert s["speedup_spread"][0] <= s["speedup"] <= s["speedup_spread"][1]
+    shards = sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet"))
+    # same settings: nothing re-measured; another batch size: the timing is redone, the samples are not
+    run_eval(make_cfg(eval=ev))
+    assert len(calls) == 2
+    run_eval(make_cfg(eval={**ev, "batch_size": 2}))
+    assert len(calls) == 4
+    assert sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet")) == shards
