@@ -285,6 +285,23 @@ class KDSection(TrainSection):
     chunk_size: int = Field(256, ge=1, description="online mode: tokens per logit chunk")
     max_new_tokens: int = Field(128, ge=1, description="on-policy mode: student generation length")
 
+    # keys a mode does not read: set in that mode they would be silently ignored, so they are refused
+    _UNUSED_BY_MODE = {"on-policy": ("alpha", "tail", "chunk_size"),
+                       "offline": ("chunk_size", "max_new_tokens"), "online": ("tail", "max_new_tokens")}
+
+    @model_validator(mode="after")
+    def _keys_the_mode_reads(self):
+        for key in self._UNUSED_BY_MODE.get(self.mode, ()):
+            if key in self.model_fields_set:
+                raise ValueError(f"{key} is not used in kd.mode {self.mode} (TRL's on-policy trainer has no CE "
+                                 "term and scores its own samples with the full teacher distribution)"
+                                 if self.mode == "on-policy" else
+                                 f"{key} is not used in kd.mode {self.mode}; remove it")
+        if self.mode == "on-policy" and self.max_new_tokens >= self.max_length:
+            raise ValueError(f"max_new_tokens {self.max_new_tokens} must be below max_length {self.max_length}: "
+                             "an on-policy row is a prompt plus up to max_new_tokens sampled tokens")
+        return self
+
 
 class EvalConfig(Section):
     data: DataConfig | None = Field(None, description="benchmark prompts; required: the training prompts are "

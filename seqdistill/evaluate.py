@@ -23,7 +23,7 @@ from .errors import ConfigError, DataError
 from .overlap import OverlapIndex
 from .sampling import build_prompts, generate_into, open_backend, to_params
 from .metrics import paired_comparison, summarize_problems
-from .models import resolve, set_threads
+from .models import load_options, resolve, set_threads
 from .labels import group_answers
 from .records import answer_text
 from .store import Store, atomic_write_parquet, atomic_write_text
@@ -78,15 +78,26 @@ def fingerprint(path: str) -> str:
     return hashlib.sha256(f"{path}{stamp}".encode()).hexdigest()[:16]
 
 
-def count_params(path: str) -> int:
-    """Parameters from the config alone (meta device): no weights loaded, tied embeddings counted once."""
+def param_options(cfg: RecipeConfig, label: str, mcfg) -> dict:
+    """Load options for a model's config: its own (teacher, student, folders), or the student's for a trained
+    student (sft, kd, final, sft:NAME: same architecture; a hub revision does not apply to a local folder)."""
+    if label.split(":", 1)[0] in ("sft", "kd", "final") and cfg.student is not None:
+        return {"trust_remote_code": cfg.student.trust_remote_code}
+    return load_options(mcfg)
+
+
+def count_params(path: str, options: dict | None = None) -> int:
+    """Parameters from the config alone (meta device): no weights loaded, tied embeddings counted once.
+    `options`: the model's revision / trust_remote_code (models.load_options), as every other load gets them."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from .models import param_count
 
+    opts = {k: v for k, v in (options or {}).items() if v}
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, **opts),
+                                                 trust_remote_code=opts.get("trust_remote_code", False))
     return param_count(model)
 
 
@@ -262,7 +273,8 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
                 backend.close()
         metrics, recs = score_model(sub, cfg)
         speed = m.get("speed") or {}
-        metrics.update(model=path, params=count_params(path), tokens_per_s=speed.get("tokens_per_s"),
+        metrics.update(model=path, params=count_params(path, param_options(cfg, label, mcfg)),
+                       tokens_per_s=speed.get("tokens_per_s"),
                        tokens_per_s_spread=speed.get("tokens_per_s_spread"),
                        latency_per_problem_s=speed.get("s_per_problem"), speed_runs=len(speed.get("runs", [])))
         _write_samples(out / label / "samples.parquet", recs)

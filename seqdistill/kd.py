@@ -121,7 +121,7 @@ def _make_kd_trainer():
         """SFTTrainer whose loss is (1 - alpha) * CE + alpha * T^2 * divergence(teacher, student)."""
 
         def __init__(self, *args, kd, teacher=None, **kwargs):
-            self.kd, self.teacher = kd, teacher
+            self.kd, self.teacher, self._kd_sums = kd, teacher, {}
             super().__init__(*args, **kwargs)
             if teacher is not None:
                 self.teacher = teacher.to(self.args.device).eval()
@@ -158,18 +158,28 @@ def _make_kd_trainer():
             else:
                 loss = total / count.clamp(min=1)
             n = count.clamp(min=1)
-            ce, kd = ce_sum / n, kd_sum / n  # per-token values of this micro-batch, for the logs
             if not torch.isfinite(loss):  # stop instead of silently training a broken student
                 raise FloatingPointError(f"kd: loss is {loss.item()} at step {self.state.global_step} "
-                                         f"(ce {ce.item()}, kd {kd.item()}); lower kd.learning_rate or check the data")
+                                         f"(ce {(ce_sum / n).item()}, kd {(kd_sum / n).item()}); lower "
+                                         "kd.learning_rate or check the data")
             mode = "train" if model.training else "eval"
-            self._metrics[mode]["ce_loss"].append(ce.item())
-            self._metrics[mode]["kd_loss"].append(kd.item())
+            self._log_token_weighted(mode, ce_sum.item(), kd_sum.item(), count.item())
             if mode == "train":  # as SFTTrainer counts them: the logs' num_tokens, and tokens/s from it
                 seen = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
                 self._kd_tokens = getattr(self, "_kd_tokens", 0) + seen
                 self._metrics[mode]["num_tokens"] = [self._kd_tokens]
             return (loss, out) if return_outputs else loss
+
+        def _log_token_weighted(self, mode: str, ce_sum: float, kd_sum: float, tokens: int) -> None:
+            """ce_loss / kd_loss as the loss weighs them: token sums over every micro-batch since the last log,
+            divided by their tokens (the mean of per-micro-batch means would over-weight short micro-batches).
+            The Trainer averages each metric list at log time and then clears it: keep one running value."""
+            acc = self._kd_sums.get(mode) if "ce_loss" in self._metrics[mode] else None
+            if acc is None:  # cleared by the last log: start a new window
+                acc = self._kd_sums[mode] = [0.0, 0.0, 0]
+            acc[0], acc[1], acc[2] = acc[0] + ce_sum, acc[1] + kd_sum, acc[2] + tokens
+            self._metrics[mode]["ce_loss"] = [acc[0] / max(acc[2], 1)]
+            self._metrics[mode]["kd_loss"] = [acc[1] / max(acc[2], 1)]
 
         def _online(self, model, inputs, labels):
             """Token sums (ce, kd), chunked over positions; each chunk's logits are recomputed in backward."""
@@ -209,13 +219,26 @@ def _stable_distillation():
     return DistillationConfig, DistillationTrainer
 
 
-def prompt_dataset(source: str):
+def prompt_dataset(source: str, tok=None, max_length: int | None = None, max_new_tokens: int = 0):
     """The kept traces' prompts as the conversational `prompt` column on-policy trainers read; the teacher's
-    answers are not used: the student writes its own."""
+    answers are not used: the student writes its own. kd.max_length bounds a row here as in the other modes:
+    prompts longer than max_length - max_new_tokens are left out (counted in the log), since TRL's on-policy
+    trainer has no length cap of its own."""
     from datasets import Dataset
 
     rows = load_messages(source, "keep", "kd.dataset")
-    return Dataset.from_list([{"prompt": [m for m in r["messages"] if m["role"] != "assistant"]} for r in rows])
+    prompts = [[m for m in r["messages"] if m["role"] != "assistant"] for r in rows]
+    if tok is not None and max_length:
+        room = max_length - max_new_tokens
+        fits = [p for p in prompts if len(tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True,
+                                                                  return_dict=True)["input_ids"]) <= room]
+        if len(fits) < len(prompts):
+            log.warning("kd on-policy: %d of %d prompts are longer than kd.max_length %d - max_new_tokens %d and "
+                        "are left out", len(prompts) - len(fits), len(prompts), max_length, max_new_tokens)
+        if not fits:
+            raise DataError(f"kd.max_length: {max_length}: no prompt fits with kd.max_new_tokens {max_new_tokens}")
+        prompts = fits
+    return Dataset.from_list([{"prompt": p} for p in prompts])
 
 
 def _load_teacher(cfg: RecipeConfig):
@@ -274,7 +297,10 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
     if mode == "offline":
         from transformers import AutoConfig
 
-        vocab = AutoConfig.from_pretrained(student_path).vocab_size
+        opts = {} if cfg.student is None else {"trust_remote_code": cfg.student.trust_remote_code}
+        if cfg.student is not None and not k.init_from and cfg.student.revision:
+            opts["revision"] = cfg.student.revision  # the hub student itself, not a trained folder
+        vocab = AutoConfig.from_pretrained(student_path, **opts).vocab_size
         ds = topk_dataset(records, k.max_length, vocab, student_tok)
         trainer_cls = functools.partial(Trainer, kd=k, data_collator=functools.partial(
             collate_topk, pad_id=student_tok.pad_token_id))
@@ -295,7 +321,8 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
         log.info("kd: on-policy with trl.DistillationTrainer (%s divergence, beta %.2f)", k.divergence, beta)
         return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), student=student,
                            trainer_cls=functools.partial(trainer_cls, teacher_model=teacher), args_cls=config_cls,
-                           train_dataset=prompt_dataset(source), beta=beta, temperature=k.temperature,
+                           train_dataset=prompt_dataset(source, student_tok, k.max_length, k.max_new_tokens),
+                           beta=beta, temperature=k.temperature,
                            max_completion_length=k.max_new_tokens, **extra)
     from trl.experimental.gkd import GKDConfig, GKDTrainer
 

@@ -96,8 +96,10 @@ def end_of_turn_token(tok) -> str:
                       "Use a template whose assistant turn ends in a special token (student.chat_template)")
 
 
-def prepare_tokenizer(tok, section: TrainSection, key: str):
-    """Give the tokenizer a chat template with {% generation %} markers, or fail with the fix."""
+def prepare_tokenizer(tok, section: TrainSection, key: str, markers: bool = True):
+    """Give the tokenizer a chat template with {% generation %} markers, or fail with the fix. `markers`: False
+    for stages that build their own labels (offline KD) or generate their rows (on-policy): they need only the
+    end-of-turn token."""
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
     if section.training_template:
@@ -107,7 +109,7 @@ def prepare_tokenizer(tok, section: TrainSection, key: str):
         tok.chat_template = t.read_text()
         if not has_generation_markers(tok.chat_template):
             raise ConfigError(f"{key}.training_template: {t} has no {{% generation %}} markers")
-    elif not has_generation_markers(tok.chat_template or ""):
+    elif markers and not has_generation_markers(tok.chat_template or ""):
         try:
             patched = get_training_chat_template(tok)
         except Exception as exc:
@@ -122,6 +124,15 @@ def prepare_tokenizer(tok, section: TrainSection, key: str):
     if tok.eos_token != eot:
         log.info("%s: EOS set to the end-of-turn token %s (was %s)", key, eot, tok.eos_token)
         tok.eos_token = eot
+    if tok.pad_token is None or tok.pad_token == eot:
+        # a collator that masks pad ids in the labels would mask every end of turn too: the student never
+        # learns to stop. Pad with another special token (pads are never attended to nor trained on).
+        alt = next((t for t in tok.all_special_tokens if t not in (eot, None)), None)
+        if alt is None:
+            raise ConfigError(f"{key}: the student's pad token is its end-of-turn token {eot} and it has no other "
+                              "special token to pad with; set a pad token in the student's tokenizer")
+        log.info("%s: pad token set to %s (was %s, the end-of-turn token)", key, alt, tok.pad_token)
+        tok.pad_token = alt
     return tok
 
 
@@ -209,13 +220,17 @@ def peft_config(section: TrainSection):
                       task_type="CAUSAL_LM")
 
 
-def load_student(path: str, section: TrainSection, key: str, mcfg=None):
-    """`mcfg`: the student's ModelConfig when training starts from it (its revision, trust_remote_code and an
-    explicit dtype apply); None when starting from a trained folder (init_from)."""
+def load_student(path: str, section: TrainSection, key: str, mcfg=None, from_folder: bool = False):
+    """`mcfg`: the student's ModelConfig: its trust_remote_code and an explicit dtype apply whether training starts
+    from it or from a trained folder of it (`from_folder`: init_from, e.g. KD from the SFT student); its revision
+    only when loading the student itself."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": torch.bfloat16 if _bf16(section) else torch.float32, **load_options(mcfg)}
+    opts = load_options(mcfg)
+    if from_folder:
+        opts.pop("revision", None)
+    kwargs = {"dtype": torch.bfloat16 if _bf16(section) else torch.float32, **opts}
     if mcfg is not None and mcfg.dtype != "auto":
         kwargs["dtype"] = getattr(torch, mcfg.dtype)
     if section.lora is not None and section.lora.load_in_4bit:
@@ -272,7 +287,7 @@ def load_inputs(cfg: RecipeConfig, section: TrainSection, key: str, dataset_defa
     `source`: the (path, tokenizer) a stage already resolved with student_source."""
     set_threads(cfg.num_threads)
     path, tok = source or student_source(cfg, section)
-    prepare_tokenizer(tok, section, key)
+    prepare_tokenizer(tok, section, key, markers=train_dataset is None)  # given rows carry their own labels
     notes = {}
     if train_dataset is None:
         train_dataset = load_messages(section.dataset or str(dataset_default), section.reasoning_format,
@@ -306,7 +321,7 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
     from trl import SFTTrainer
 
     path, tok, train_dataset, _ = inputs or load_inputs(cfg, section, key, dataset_default)
-    model = model or load_student(path, section, key, cfg.student if not section.init_from else None)
+    model = model or load_student(path, section, key, cfg.student, from_folder=bool(section.init_from))
     args = trl_args(section, out, args_cls, **extra)
     throughput = _as_callback(ThroughputCallback())
     trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_dataset,

@@ -1,3 +1,4 @@
+import collections
 import json
 import math
 
@@ -5,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from seqdistill.errors import ConfigError
+from seqdistill.errors import ConfigError, SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.kd import check_vocab, run_kd
 from seqdistill.train import build_trainer
@@ -15,6 +16,7 @@ from test_sft import kept_dir
 
 TRAIN = {"max_steps": 8, "learning_rate": 5e-3, "max_length": 256, "per_device_train_batch_size": 4,
          "warmup_ratio": 0.0, "lr_scheduler_type": "constant", "save_steps": 1000}
+ON_POLICY = {k: v for k, v in TRAIN.items() if k != "max_length"}  # on-policy rows are generated: no max_length
 
 
 def losses(final, key):
@@ -99,7 +101,7 @@ def test_on_policy_mode_runs(make_cfg, tiny, tmp_path, monkeypatch, trainer):
     if trainer != "stable":  # a TRL without DistillationTrainer falls back to the experimental GKDTrainer
         monkeypatch.setattr(kd, "_stable_distillation", lambda: None)
     kept_dir(tmp_path / "run" / "filter")
-    cfg = make_cfg(kd={**TRAIN, "mode": "on-policy", "max_steps": 3, "max_new_tokens": 8,
+    cfg = make_cfg(kd={**ON_POLICY, "mode": "on-policy", "max_steps": 3, "max_new_tokens": 8,
                        "per_device_train_batch_size": 2})
     final = run_kd(cfg)
     assert len(losses(final, "loss")) >= 3
@@ -124,7 +126,7 @@ def test_on_policy_uses_trls_stable_trainer_when_installed(make_cfg, tiny, tmp_p
 
     monkeypatch.setattr(kd, "_stable_distillation", lambda: (trl.DistillationConfig, Spy))
     kept_dir(tmp_path / "run" / "filter")
-    cfg = make_cfg(kd={**TRAIN, "mode": "on-policy", "max_steps": 2, "max_new_tokens": 8, "divergence": "reverse",
+    cfg = make_cfg(kd={**ON_POLICY, "mode": "on-policy", "max_steps": 2, "max_new_tokens": 8, "divergence": "reverse",
                        "per_device_train_batch_size": 2})
     final = run_kd(cfg)
     args = used["args"]
@@ -251,3 +253,91 @@ def test_offline_kd_renders_the_prompt_with_the_students_template(tiny, tmp_path
     assert row["input_ids"][row["offset"]:] == c_ids  # the teacher's exact completion tokens
     assert row["labels"][:row["offset"]] == [-100] * len(want) and row["labels"][row["offset"]:] == c_ids
     assert row["topk_ids"] == topk.tolist()  # one stored row per completion token, in order
+
+
+@pytest.mark.parametrize("mode,key,value", [("on-policy", "alpha", 0.3), ("on-policy", "chunk_size", 64),
+                                            ("on-policy", "tail", "renorm"), ("offline", "max_new_tokens", 64),
+                                            ("online", "tail", "renorm")])
+def test_keys_a_kd_mode_does_not_read_are_refused(make_cfg, mode, key, value):
+    """They were silently ignored (kd.alpha and kd.max_length in on-policy mode): refused, naming the key."""
+    with pytest.raises(SeqdistillError, match=f"kd: .*{key} is not used in kd.mode {mode}"):
+        make_cfg(kd={"mode": mode, key: value})
+
+
+def test_on_policy_reads_max_length_as_the_row_bound(make_cfg, tiny, tmp_path):
+    """kd.max_length is no longer ignored on-policy: sampling must fit in it, and prompts that leave no room are
+    left out."""
+    from seqdistill.kd import prompt_dataset
+    from seqdistill.train import student_source
+
+    with pytest.raises(SeqdistillError, match="max_new_tokens 64 must be below max_length 64"):
+        make_cfg(kd={"mode": "on-policy", "max_length": 64, "max_new_tokens": 64})
+    from seqdistill.records import FILTER_SCHEMA
+    from seqdistill.store import Store
+
+    from fakes import rec
+
+    store = Store(tmp_path / "kept")
+    store.prepare("filter", "h", {})
+    store.write_shard([rec("short", 0, "ok", question="2+2?"),
+                       rec("long", 0, "ok", question="How many apples? " * 40)], "part", FILTER_SCHEMA)
+    store.update_manifest(complete=True)
+    cfg = make_cfg(kd={"mode": "on-policy"})
+    _, tok = student_source(cfg, cfg.kd)
+    n = [len(tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True,
+                                     return_dict=True)["input_ids"]) for q in ("2+2?", "How many apples? " * 40)]
+    assert len(prompt_dataset(str(tmp_path / "kept"), tok, n[1] + 8, 8)) == 2
+    (row,) = prompt_dataset(str(tmp_path / "kept"), tok, n[1] + 7, 8)
+    assert row["prompt"][-1]["content"] == "2+2?"
+
+
+def test_logged_ce_and_kd_are_token_weighted_under_accumulation(make_cfg, tiny, tmp_path):
+    """Two micro-batches of 1 and 3 target tokens with per-token CE 1.0 and 3.0: the logged value is the token
+    mean 2.5 (the loss's own weighting), not the mean of micro-batch means 2.0."""
+    from seqdistill.kd import _make_kd_trainer
+
+    trainer = object.__new__(_make_kd_trainer())
+    trainer._kd_sums, trainer._metrics = {}, {"train": collections.defaultdict(list)}
+    trainer._log_token_weighted("train", ce_sum=1.0, kd_sum=0.5, tokens=1)
+    trainer._log_token_weighted("train", ce_sum=9.0, kd_sum=1.5, tokens=3)
+    assert trainer._metrics["train"]["ce_loss"] == [2.5] and trainer._metrics["train"]["kd_loss"] == [0.5]
+    trainer._metrics["train"].clear()  # what the Trainer does after logging: a new window starts
+    trainer._log_token_weighted("train", ce_sum=4.0, kd_sum=0.0, tokens=2)
+    assert trainer._metrics["train"]["ce_loss"] == [2.0]
+
+
+def test_student_load_options_reach_every_load(make_cfg, tiny, monkeypatch):
+    """trust_remote_code / dtype of the student reach the KD-from-SFT load (a trained folder: no hub revision)
+    and eval's parameter count of a trained student."""
+    import transformers
+
+    from seqdistill.evaluate import param_options
+    from seqdistill.train import load_student
+
+    cfg = make_cfg(student={"path": str(tiny["student"]), "trust_remote_code": True, "revision": "abc",
+                            "dtype": "bfloat16"})
+    seen = {}
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda path, **kw: seen.update(kw) or "model")
+    load_student("/some/sft/model", cfg.sft, "kd", cfg.student, from_folder=True)
+    assert seen["trust_remote_code"] is True and "revision" not in seen and seen["dtype"] == torch.bfloat16
+    load_student(str(tiny["student"]), cfg.sft, "sft", cfg.student)
+    assert seen["revision"] == "abc"
+    assert param_options(cfg, "sft", None) == {"trust_remote_code": True}
+    assert param_options(cfg, "teacher", cfg.teacher)["trust_remote_code"] is False
+
+
+def test_offline_kd_does_not_need_generation_markers(make_cfg, tiny):
+    """Offline KD builds its own labels from the stored completion ids: a student template TRL has no training
+    version of is refused for SFT (assistant-only loss needs the markers) but not for offline KD."""
+    from transformers import AutoTokenizer
+
+    from seqdistill.train import prepare_tokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny["student"])
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}: {{ m['content'] }}<|im_end|>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant: {% endif %}")
+    cfg = make_cfg()
+    with pytest.raises(ConfigError, match="no \\{% generation %\\} markers"):
+        prepare_tokenizer(tok, cfg.sft, "sft")
+    assert prepare_tokenizer(tok, cfg.sft, "kd", markers=False).eos_token == "<|im_end|>"

@@ -255,3 +255,17 @@ def test_rows_whose_prompt_fills_max_length_are_counted_and_all_such_is_refused(
     store.update_manifest(complete=True)
     final = run_sft(sft_cfg(max_steps=2, max_length=200, dataset=str(tmp_path / "long")))
     assert Store(final.parent).manifest()["prompt_only_rows"] == 2
+
+
+def test_pad_token_never_equals_the_end_of_turn_token(tiny, sft_cfg):
+    """A collator that masks pad ids in the labels would mask every <|im_end|>: the student would never learn to
+    stop. A pad equal to the end of turn is replaced by another special token."""
+    from transformers import AutoTokenizer
+
+    from seqdistill.train import prepare_tokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny["student"])
+    tok.pad_token = "<|im_end|>"
+    prepare_tokenizer(tok, sft_cfg.sft, "sft")
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token not in (None, "<|im_end|>")
+    assert tok.pad_token_id != tok.convert_tokens_to_ids("<|im_end|>")
