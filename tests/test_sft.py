@@ -266,6 +266,6 @@ def test_pad_token_never_equals_the_end_of_turn_token(tiny, sft_cfg):
 
     tok = AutoTokenizer.from_pretrained(tiny["student"])
     tok.pad_token = "<|im_end|>"
-    prepare_tokenizer(tok, sft_cfg.sft, "sft")
+    prepare_tokenizer(tok, sft_cfg().sft, "sft")
     assert tok.eos_token == "<|im_end|>" and tok.pad_token not in (None, "<|im_end|>")
     assert tok.pad_token_id != tok.convert_tokens_to_ids("<|im_end|>")
