@@ -28,7 +28,7 @@ from .labels import group_answers
 from .records import answer_text
 from .store import Store, atomic_write_parquet, atomic_write_text
 from .answers import FORMAT_FORMS_EXCLUDED, answer_form
-from .verify import CORRECT, check_many, extract_answer, get_task
+from .verify import CORRECT, check_many, extract_answer, get_task, witness_many
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     fmt = {pid: [{"correct": s["format"], "pred": None, "index": s["index"]} for s in g]
            for pid, g in strict_groups.items()}
     metrics["format"] = summarize_problems(fmt, [1])["pass@1"]
+    metrics["witness"] = witness_agreement(recs, items, lenient, kw)
     metrics["accuracy"] = metrics["pass@1"]
     n = len(recs) or 1
     metrics.update(
@@ -196,6 +197,22 @@ def measure_speed(backend, prompts: list, params, repeats: int, label: str) -> d
     secs = [r["seconds"] / len(prompts) for r in runs]
     return {"runs": runs, "tokens_per_s": statistics.median(tps) if tps else None,
             "tokens_per_s_spread": [min(tps), max(tps)] if tps else None, "s_per_problem": statistics.median(secs)}
+
+
+def witness_agreement(recs: list[dict], items: list[tuple], verdicts: list, kw: dict) -> dict:
+    """Every sample scored a second time by an independent scorer the field uses (math-verify as lighteval's
+    GSM8K metric runs it, verify.witness_check): the share of samples where it agrees with our accuracy verdict,
+    its own accuracy, and the first disagreements (each a documented convention or a bug to fix)."""
+    seen = witness_many(items, **kw)
+    ours = [v.status == CORRECT for v in verdicts]
+    theirs = [w == CORRECT for w in seen]
+    differ = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+    n = len(recs) or 1
+    return {"scorer": "math-verify parse/verify as lighteval expr_gold_metric", "agreement": 1 - len(differ) / n,
+            "accuracy": sum(theirs) / n, "disagreements": len(differ),
+            "examples": [{"prompt_id": recs[i]["prompt_id"], "sample_index": recs[i]["sample_index"],
+                          "ours": verdicts[i].status, "witness": seen[i], "pred": verdicts[i].pred}
+                         for i in differ[:20]]}
 
 
 def train_questions(cfg: RecipeConfig) -> list[str]:
@@ -398,6 +415,11 @@ def markdown_table(report: dict) -> str:
                 _fmt(r["latency_per_problem_s"], digits=1), _fmt(s.get("retention"), True),
                 _fmt(s.get("size_ratio"), True), _speedup(s)]
         lines.append("| " + " | ".join(row) + " |")
+    wit = [(label, r["witness"]) for label, r in report["models"].items() if r.get("witness")]
+    if wit:
+        lines += ["", "Outside witness (" + wit[0][1]["scorer"] + "), agreement with our accuracy verdicts per "
+                  "sample: " + "; ".join(f"{label} {100 * w['agreement']:.1f}% ({w['disagreements']} differ; its "
+                                         f"accuracy {100 * w['accuracy']:.1f}%)" for label, w in wit)]
     if report.get("paired"):
         lines += ["", "Paired on the same problems (accuracy difference, paired bootstrap 95% CI; exact McNemar p; "
                       "gained = wrong before and right after, lost = the reverse):", "",

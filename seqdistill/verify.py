@@ -152,6 +152,28 @@ def slow_check(pred: str, gold: str) -> tuple[str, str]:
     return (CORRECT if verify(g, p, timeout_seconds=None) else WRONG), "math-verify"
 
 
+def witness_check(text: str, gold: str) -> tuple[str, str]:
+    """An outside witness: math-verify as lighteval's GSM8K metric runs it (expr_gold_metric), on the whole
+    completion after </think>: gold read with ExprExtractionConfig, the prediction with LatexExtractionConfig
+    (boxed first) then ExprExtractionConfig, first match. None of our extraction or conventions is involved."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    from .chat import split_reasoning
+
+    _quiet_math_verify()
+    g = parse(gold, extraction_config=[ExprExtractionConfig()], parsing_timeout=None)
+    if not g:
+        return UNVERIFIABLE, "witness: gold not parseable"
+    _, answer, closed = split_reasoning(text)
+    p = parse(answer if closed else "", extraction_config=[LatexExtractionConfig(boxed_match_priority=0),
+                                                            ExprExtractionConfig()],
+              fallback_mode="first_match", parsing_timeout=None)
+    return (CORRECT if p and verify(g, p, timeout_seconds=None) else WRONG), "witness"
+
+
+_JOBS = {"check": slow_check, "witness": witness_check}
+
+
 def _prepare(pred_text: str, gold: str | None, task: str | Task, lenient: bool = False):
     """A finished Verdict, or (pred, gold) for math-verify. Nothing here is unbounded on any input."""
     t = get_task(task) if isinstance(task, str) else task
@@ -212,10 +234,10 @@ def _worker(conn, soft_timeout: float, parent: int):
         job = conn.recv()
         if job is None:
             return
-        for idx, pred, gold in job:
+        for idx, pred, gold, *kind in job:
             signal.setitimer(signal.ITIMER_REAL, soft_timeout)
             try:
-                status, reason = slow_check(pred, gold)
+                status, reason = _JOBS[kind[0] if kind else "check"](pred, gold)
             except _Timeout:
                 status, reason = UNVERIFIABLE, "timeout"
             except Exception as exc:  # math-verify/sympy bugs on odd text must not end the run
@@ -348,6 +370,20 @@ def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeo
         stats["fast_path"] = stats.get("fast_path", 0) + len(items) - len(slow)
         stats["slow_path"] = stats.get("slow_path", 0) + len(slow)
     return verdicts  # type: ignore[return-value]
+
+
+def witness_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeout: float = 5.0) -> list[str]:
+    """witness_check on (completion, gold, task) triples in the killable worker pool (untrusted text never
+    reaches sympy in this process); the gold is the task's gold answer (GSM8K: the number after ####)."""
+    jobs, out = [], [UNVERIFIABLE] * len(items)
+    for i, (text, gold, task) in enumerate(items):
+        g = gold_answer(gold, get_task(task))
+        if g is not None and len(text or "") <= 200_000:
+            jobs.append((i, text or "", g, "witness"))
+    if jobs:
+        for i, (status, _) in _shared_pool(workers, timeout).run(jobs).items():
+            out[i] = status
+    return out
 
 
 def explain(pred_text: str, gold: str | None, task: str, timeout: float = 5.0) -> dict:

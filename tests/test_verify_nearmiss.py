@@ -197,3 +197,16 @@ def test_agrees_with_math_verify_where_it_is_sure():
         if mv[0] == CORRECT and (p, g, t) in REWRITES and v.status != CORRECT:
             disagree.append((p, g, t, "math-verify says correct, we do not"))
     assert not disagree, disagree
+
+
+def test_witness_scorer_agrees_on_plain_gsm8k_answers():
+    """The outside witness (lighteval's GSM8K scoring through math-verify) and our verifier agree on the usual
+    shapes of a GSM8K answer, and both refuse an answer left inside an unclosed <think>."""
+    from seqdistill.verify import witness_many
+
+    items = [("She sells 48 + 24 = 72 clips. \\boxed{72}", "work\n#### 72", "gsm8k"),
+             ("The answer is \\boxed{71}.", "work\n#### 72", "gsm8k"),
+             ("So the total is $1,250.", "work\n#### 1250", "gsm8k"),
+             ("<think>maybe \\boxed{72}", "work\n#### 72", "gsm8k")]
+    ours = [v.status for v in check_many(items, lenient=True)]
+    assert witness_many(items) == ours == [CORRECT, WRONG, CORRECT, WRONG]
