@@ -185,10 +185,14 @@ def _make_kd_trainer():
             """Token sums (ce, kd), chunked over positions; each chunk's logits are recomputed in backward."""
             k = self.kd
             fwd = {key: inputs[key] for key in ("input_ids", "attention_mask", "position_ids") if key in inputs}
-            hs = model.get_decoder()(**fwd).last_hidden_state[:, :-1]
+            # through the (DDP / FSDP) wrapper's own forward, so its gradient hooks see this step; the head runs
+            # on one position there (logits_to_keep) and on every position below, in chunks
+            out = model(**fwd, output_hidden_states=True, logits_to_keep=1, use_cache=False)
+            hs = out.hidden_states[-1][:, :-1]  # the decoder's final (normed) hidden states
             with torch.no_grad():
                 ht = self.teacher.get_decoder()(**fwd).last_hidden_state[:, :-1]
-            s_head, t_head = model.get_output_embeddings(), self.teacher.get_output_embeddings()
+            s_head = self.accelerator.unwrap_model(model).get_output_embeddings()
+            t_head = self.teacher.get_output_embeddings()
 
             def chunk(h_s, h_t, lab):
                 s_logits = s_head(h_s)
