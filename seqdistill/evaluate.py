@@ -26,7 +26,7 @@ from .metrics import paired_comparison, summarize_problems
 from .models import load_options, resolve, set_threads
 from .labels import group_answers
 from .records import answer_text
-from .store import Store, atomic_write_parquet, atomic_write_text
+from .store import Store, atomic_write_parquet, atomic_write_text, writer_scope
 from .answers import FORMAT_FORMS_EXCLUDED, answer_form
 from .verify import CORRECT, check_many, extract_answer, get_task, witness_many
 
@@ -240,6 +240,7 @@ def overlap_report(cfg: RecipeConfig, items: list[dict]) -> dict:
     return rep
 
 
+@writer_scope
 def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     e = cfg.eval
     set_threads(cfg.num_threads)
@@ -255,6 +256,7 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     paths = {label: resolve(m.path, m.gguf_file) for label, m in refs}  # every model checked before any work
     overlap = overlap_report(cfg, items)
     out = cfg.stage_dir("eval")
+    Store(out).lock_writer()  # eval.json / report.md: one eval at a time per eval dir
     base_hash = stage_hash(cfg, "prompt", drop=())
     results, lengths, per_problem = {}, {}, {}
     for label, mcfg in refs:

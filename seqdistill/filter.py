@@ -20,7 +20,7 @@ from .overlap import OverlapIndex, jaccard, ngrams
 from .errors import ConfigError, DataError
 from .labels import apply_labels, majority_labels
 from .records import FILTER_SCHEMA, answer_text
-from .store import Store, atomic_write_text, require_stage_output
+from .store import Store, atomic_write_text, require_stage_output, writer_scope
 from .verify import CORRECT, UNVERIFIABLE, WRONG, check_many, get_task
 
 log = logging.getLogger(__name__)
@@ -226,6 +226,7 @@ def summary_text(stats: dict) -> str:
     return "\n".join(lines)
 
 
+@writer_scope
 def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     f = cfg.filter
     src = Path(f.input_dir) if f.input_dir else cfg.stage_dir("generate")

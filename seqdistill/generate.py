@@ -13,10 +13,11 @@ from .config import RecipeConfig, stage_hash
 from .data import load_prompts, parse_shard, select_shard
 from .models import resolve, set_threads
 from .sampling import build_prompts, generate_into, open_backend, to_params
-from .store import Store
+from .store import Store, writer_scope
 
 log = logging.getLogger(__name__)
 
+@writer_scope
 def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Path:
     """Generate into cfg's generate dir. `backend` reuses an open engine (tests share one vLLM start).
     With `teachers:` each teacher fills its own sample-index range of every prompt, records carry its name,
@@ -37,7 +38,8 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
     teacher_meta = specs[0][1].model_dump() if not cfg.teachers else [t.model_dump() for t in cfg.teachers]
     resumed = store.prepare("generate", chash, {
         "teacher": teacher_meta, "backend": g.backend, "sampling": g.sampling.model_dump(),
-        "logprobs": g.logprobs, "task": cfg.data.task, "data": cfg.data.label(), "num_shards": n}, overwrite)
+        "logprobs": g.logprobs, "task": cfg.data.task, "data": cfg.data.label(), "num_shards": n}, overwrite,
+        shard=g.shard)
     ids = store.column("prompt_id")
     names = store.column("teacher") if cfg.teachers and ids else ["teacher"] * len(ids)
     offset = 0

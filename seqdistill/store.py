@@ -28,6 +28,35 @@ log = logging.getLogger(__name__)
 _HOST = platform.node().replace("-", "_") or "host"
 
 
+# writer locks this process holds: lock path -> open file (closing it, or dying, releases the flock)
+_HELD: dict[str, object] = {}
+
+
+def writer_scope(fn):
+    """Decorator for a stage's run function: the writer locks its stores take are released when it returns or
+    raises (a crash or kill -9 releases them too: the kernel drops a dead process's flocks)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        before = set(_HELD)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for key in [k for k in _HELD if k not in before]:
+                _HELD.pop(key).close()
+
+    return wrapped
+
+
+def _owner_line(path: Path) -> str:
+    try:
+        o = json.loads(path.read_text())
+        return f"pid {o['pid']} on {o['host']}, `{o['cmd']}`, since {time.strftime('%H:%M:%S', time.localtime(o['since']))}"
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -118,6 +147,36 @@ class Store:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def lock_writer(self, shard: str | None = None) -> None:
+        """One writer per stage dir, for as long as this process runs the stage: an exclusive flock on
+        .writer.lock (released when the stage returns or the process dies). `--shard i/N` writers (N > 1) are the
+        one sanctioned exception: each holds the lock shared, plus its own shard's lock exclusively, so two
+        writers of one shard, or a whole-dir writer next to shard writers, are refused."""
+        import sys
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        i, n = (int(x) for x in shard.split("/")) if shard else (0, 1)
+        locks = [(self.root / ".writer.lock", fcntl.LOCK_SH if n > 1 else fcntl.LOCK_EX)]
+        if n > 1:
+            locks.append((self.root / f".writer-shard-{i}-of-{n}.lock", fcntl.LOCK_EX))
+        for path, mode in locks:
+            key = str(path.resolve())
+            if key in _HELD:
+                continue
+            fh = open(path, "a+")
+            try:
+                fcntl.flock(fh, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                raise DataError(f"{self.root}: another seqdistill process is writing here "
+                                f"({_owner_line(path.with_suffix('.owner'))}); wait for it or stop it. One "
+                                "writer per stage dir (only --shard i/N writers may share one)") from None
+            _HELD[key] = fh
+            if mode == fcntl.LOCK_EX:
+                atomic_write_text(path.with_suffix(".owner"), json.dumps(
+                    {"pid": os.getpid(), "host": platform.node(), "since": time.time(),
+                     "cmd": " ".join(["seqdistill", *sys.argv[1:]])[:200]}))
+
     def manifest(self) -> dict | None:
         p = self.root / MANIFEST
         if not p.is_file():
@@ -145,7 +204,8 @@ class Store:
             return True
         if m is not None and not m.get("complete") and not self.shard_files() and not (self.root / "model").exists():
             return False  # a start that failed before writing any record: re-initialise, nothing is lost
-        foreign = ([p.name for p in self.root.iterdir() if p.name not in (".lock", MANIFEST)]
+        foreign = ([p.name for p in self.root.iterdir() if p.name != MANIFEST
+                    and not p.name.startswith((".lock", ".writer"))]
                    if m is None and self.root.is_dir() else [])
         if (m is not None or foreign) and not overwrite:
             what = (f"holds {m.get('stage')} output of another config (hash {m.get('config_hash')}, "
@@ -154,17 +214,20 @@ class Store:
                                   "Use another output dir or pass --overwrite")
         return False
 
-    def prepare(self, stage: str, config_hash: str, meta: dict, overwrite: bool = False) -> bool:
+    def prepare(self, stage: str, config_hash: str, meta: dict, overwrite: bool = False,
+                shard: str | None = None) -> bool:
         """Open the dir for writing. Returns True when resuming earlier work of the same config.
 
-        A dir holding another config's output (or foreign files) is refused unless overwrite=True."""
+        A dir holding another config's output (or foreign files) is refused unless overwrite=True; a dir another
+        process is writing is refused (lock_writer)."""
+        self.lock_writer(shard)
         with self._lock():
             if self.check(stage, config_hash, overwrite):
                 self._recover()
                 return True
-            if any(p.name != ".lock" for p in self.root.iterdir()):
+            if any(not p.name.startswith((".lock", ".writer")) for p in self.root.iterdir()):
                 for p in self.root.iterdir():
-                    if p.name != ".lock":
+                    if not p.name.startswith((".lock", ".writer")):
                         shutil.rmtree(p) if p.is_dir() else p.unlink()
             manifest = {"stage": stage, "config_hash": config_hash, "created": time.time(),
                         "versions": versions(), "complete": False, "parts": {}, **meta}

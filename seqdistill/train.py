@@ -18,7 +18,7 @@ from pathlib import Path
 from .config import RecipeConfig, TrainSection, stage_hash
 from .errors import ConfigError, DataError
 from .models import load_options, load_tokenizer, resolve, set_threads
-from .store import Store, atomic_write_text, input_fingerprint
+from .store import Store, atomic_write_text, input_fingerprint, writer_scope
 
 log = logging.getLogger(__name__)
 
@@ -384,6 +384,7 @@ def save_final(trainer, tok, section: TrainSection, out: Path) -> Path:
     return final
 
 
+@writer_scope
 def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_default: Path, resume: bool,
                 overwrite: bool, hash_keys: tuple[str, ...], **build_kwargs) -> Path:
     """Shared by sft and kd: manifest, refuse/resume, train, save, log history."""

@@ -2,6 +2,7 @@
 content, a failed start does not block the fix, outputs follow the umask."""
 
 import os
+import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -320,3 +321,72 @@ def test_openai_backend_says_when_its_key_variable_is_unset(monkeypatch, caplog)
     assert "$MY_KEY_VAR is not set" in caplog.text and "Authorization" not in b.headers
     monkeypatch.setenv("MY_KEY_VAR", "sk-test")
     assert OpenAIBackend("m", OpenAIConfig(api_key_env="MY_KEY_VAR")).headers["Authorization"] == "Bearer sk-test"
+
+
+# ------------------------------------------------------------------ issue 18: one writer per stage dir
+def _holder(path, shard=None):
+    """A separate process that opens a stage dir for writing and keeps it (as a running stage does)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from seqdistill.store import Store; "
+            f"Store({str(path)!r}).prepare('generate', 'h', {{}}, shard={shard!r}); print('ready', flush=True); "
+            "time.sleep(120)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+def test_a_second_writer_is_refused_naming_the_first_and_death_releases_the_lock(tmp_path):
+    from seqdistill.errors import DataError
+    from seqdistill.store import Store, writer_scope
+
+    first = _holder(tmp_path / "gen")
+    try:
+        with pytest.raises(DataError, match=f"another seqdistill process is writing here \\(pid {first.pid}"):
+            writer_scope(lambda: Store(tmp_path / "gen").prepare("generate", "h", {}))()
+    finally:
+        first.kill()
+        first.wait()
+    # killed (-9): the kernel dropped its lock; the next writer goes ahead and resumes
+    assert writer_scope(lambda: Store(tmp_path / "gen").prepare("generate", "h", {}))() is True
+
+
+def test_shard_writers_share_a_dir_but_not_a_shard_and_exclude_a_whole_dir_writer(tmp_path):
+    from seqdistill.errors import DataError
+    from seqdistill.store import Store, writer_scope
+
+    a, b = _holder(tmp_path / "gen", "0/2"), _holder(tmp_path / "gen", "1/2")  # both hold it: no refusal
+    try:
+        with pytest.raises(DataError, match="another seqdistill process"):
+            writer_scope(lambda: Store(tmp_path / "gen").prepare("generate", "h", {}, shard="1/2"))()
+        with pytest.raises(DataError, match="another seqdistill process"):
+            writer_scope(lambda: Store(tmp_path / "gen").prepare("generate", "h", {}))()
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()
+
+
+def test_two_concurrent_generate_runs_write_each_record_once(tmp_path, tiny):
+    """Two `seqdistill generate` on one run dir: the second exits 2 naming the first; the records are written once."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, write_recipe
+
+    # 60 prompts one at a time: the first run is still writing when the second starts
+    recipe = write_recipe(tmp_path, tiny, generate={"batch_size": 1, "sampling": {"n": 1, "max_tokens": 64}},
+                          data={"synthetic": {"n": 60}, "task": "arithmetic"})
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "seqdistill.cli", "generate", "-r", str(recipe)]
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "run" / "generate").glob(".writer.owner")) and time.time() < deadline:
+        time.sleep(0.2)
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    first.wait(timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert second.returncode == 2 and "another seqdistill process is writing here" in second.stderr
+    ids = Store(tmp_path / "run" / "generate").column("prompt_id")
+    assert len(ids) == len(set(ids)) == 60
