@@ -332,8 +332,9 @@ def render(data: dict) -> str:
     capped = (f"(the page holds the first {len(data['traces'])} of {data['traces_total']} traces)"
               if data["traces_total"] > len(data["traces"]) else "")
     payload = {"traces": data["traces"], "problems": data["problems"], "eval": data["eval"]}
-    # JSON inside <script>: "</" would end the element early
-    blob = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
+    # inside <script>, "</script" ends the element and "<!--" opens script-data escape states in which a later
+    # </script> no longer ends it (the page's data then never parses): escape both; JSON reads \u003c as "<"
+    blob = json.dumps(payload, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e")
     return PAGE.format(title=_e(data["run_dir"]), created=_e(data["created"]), stages=_stages_html(data["stages"]),
                        filter_section=filter_section, eval_section=eval_section, capped=capped,
                        problems_section=problems_section, payload=blob)

@@ -36,8 +36,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         key = (body["messages"][-1]["content"], body["seed"])
         with FakeOpenAI.lock:
             attempt = FakeOpenAI.attempts[key] = FakeOpenAI.attempts.get(key, 0) + 1
-        if FakeOpenAI.fail_always:
-            return self._send(400, {"error": "bad request"})
+        if FakeOpenAI.fail_always:  # and echo the request headers, as some proxies do
+            return self._send(400, {"error": "bad request", "headers": dict(self.headers)})
         fault = int(hashlib.md5(repr(key).encode()).hexdigest(), 16) % 5  # 4 of 5 requests fail first
         if attempt == 1 and fault == 1:
             return self._send(429, {"error": "rate limited"}, {"Retry-After": "0"})
@@ -196,3 +196,14 @@ def test_vllm_without_raw_logprobs_is_refused_on_the_streaming_path_too():
         next(iter(be.stream([], Params(logprobs=5, temperature=0.6), 4)))
     with pytest.raises(ConfigError, match="cannot return raw logprobs"):
         be.generate([], Params(logprobs=5, temperature=0.6))
+
+
+def test_openai_errors_never_carry_the_api_key(make_cfg, fake_server, monkeypatch, capfd):
+    """A server that echoes request headers in its error body: the message names the error, never the key."""
+    monkeypatch.setenv("SEQD_TEST_KEY", "sk-very-secret")
+    FakeOpenAI.fail_always = True
+    with pytest.raises(SeqdistillError) as err:
+        run_generate(openai_cfg(make_cfg, fake_server))
+    assert "HTTP 400" in str(err.value) and "sk-very-secret" not in str(err.value)
+    assert "[API key redacted]" in str(err.value)
+    assert "sk-very-secret" not in capfd.readouterr().err

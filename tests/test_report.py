@@ -77,6 +77,7 @@ def test_report_escapes_model_text_and_refuses_a_non_run(run, tmp_path):
     out = write_report(run, tmp_path / "r.html")
     blob = out.read_text().split('<script type="application/json" id="data">', 1)[1].split("</script>", 1)[0]
     assert "</" not in blob  # a completion containing </script> cannot end the data element early
+    assert "<" not in blob and ">" not in blob  # nor "<!--<script>" open a script-data escape state
     with pytest.raises(DataError, match="no stage output"):
         collect(tmp_path)
     r = cli("report", str(tmp_path / "nope"))
@@ -130,3 +131,18 @@ def test_report_in_headless_chromium_counts_and_filters(run):
                     "--window-size=1280,1600", f"--screenshot={shot}", url], capture_output=True, timeout=120,
                    check=True)
     assert shot.stat().st_size > 10_000
+
+
+def test_embedded_json_survives_comment_and_script_openers_in_text():
+    """`<!--<script>` in a question put the browser's script parser into its escaped states: the data element then
+    swallowed the rest of the page and the trace browser stayed empty. Escaped, it reads back unchanged."""
+    import json as _json
+
+    from seqdistill.report import render
+
+    evil = "What is 2+2? <!--<script>alert(1)</script>--> </script><script>x()</script>"
+    data = {"run_dir": "r", "created": "now", "stages": {}, "filter": None, "eval": None,
+            "traces": [{"id": "p", "question": evil}], "traces_total": 1, "problems": []}
+    page = render(data)
+    blob = page.split('<script type="application/json" id="data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in blob and _json.loads(blob)["traces"][0]["question"] == evil

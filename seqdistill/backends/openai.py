@@ -39,6 +39,13 @@ class OpenAIBackend:
                 log.warning("generate.openai.api_key_env: $%s is not set; sending requests without an API key "
                             "(fine for a local server, a 401 otherwise)", openai.api_key_env)
         self.retries = 0  # counted for logs and tests
+        self._secret = os.environ.get(openai.api_key_env) if openai.api_key_env else None
+
+    def _redact(self, text: str) -> str:
+        """A server may echo request headers in an error body: never let the key reach a message or log."""
+        if self._secret:
+            text = text.replace(self._secret, "[API key redacted]")
+        return text
 
     def _body(self, pr: PromptIn, p: Params, j: int) -> dict:
         messages = list(pr.messages)
@@ -63,7 +70,8 @@ class OpenAIBackend:
                     if resp.status_code == 200:
                         return resp.json()
                     if resp.status_code not in RETRY_STATUS:
-                        raise SeqdistillError(f"{url}: HTTP {resp.status_code}: {resp.text[:300]}")
+                        raise SeqdistillError(f"{url}: HTTP {resp.status_code}: "
+                                              f"{self._redact(resp.text)[:300]}")
                     problem = f"HTTP {resp.status_code}"
                     retry_after = resp.headers.get("retry-after")
                 except (httpx.TimeoutException, httpx.TransportError, ValueError) as exc:
@@ -87,7 +95,7 @@ class OpenAIBackend:
             choice = resp["choices"][0]
             text = choice["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise SeqdistillError(f"{self.cfg.base_url}: malformed response: {str(resp)[:300]}") from None
+            raise SeqdistillError(f"{self.cfg.base_url}: malformed response: {self._redact(str(resp))[:300]}") from None
         usage = resp.get("usage") or {}
         reason = "length" if choice.get("finish_reason") == "length" else "stop"
         return Completion(text=text, finish_reason=reason, completion_tokens=int(usage.get("completion_tokens", 0)),
