@@ -73,6 +73,41 @@ def encode_prompt(tokenizer, messages: list[dict], prefill: str | None = None) -
     return text, ids
 
 
+def has_control_strings(tokenizer, messages: list[dict]) -> bool:
+    controls = _control_strings(tokenizer)
+    return any(c in (m.get("content") or "") for m in messages for c in controls)
+
+
+def tokenize_chat_as_text(tokenizer, messages: list[dict], end_of_turn: str) -> dict:
+    """{"input_ids", "labels"} of a whole conversation for training, with every message content
+    tokenised as *text* (a "<|im_start|>system" typed into a question stays text, as in generate and eval; the
+    template's tokenizer call would make it a real control token: a fake system turn in training). The mask
+    marks assistant content and the end-of-turn token that closes it, as TRL's {% generation %} blocks do; labels
+    are -100 elsewhere (TRL takes a tokenised dataset's labels as they are)."""
+    marks = [f"\x00SEQDISTILL{i}\x00" for i in range(len(messages))]
+    rest = tokenizer.apply_chat_template([{**m, "content": mk} for m, mk in zip(messages, marks)], tokenize=False)
+    eot = tokenizer.convert_tokens_to_ids(end_of_turn)
+    ids: list[int] = []
+    mask: list[int] = []
+    after_assistant = False
+    for m, mk in zip(messages, marks):
+        head, sep, rest = rest.partition(mk)
+        if not sep:
+            raise ConfigError("a training row contains special-token strings and the chat template does not place "
+                              "message contents verbatim; remove them from the data")
+        h = tokenizer(head, add_special_tokens=False)["input_ids"]
+        ids += h
+        mask += [1 if after_assistant and j == 0 and t == eot else 0 for j, t in enumerate(h)]
+        c = tokenizer(m["content"], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        after_assistant = m["role"] == "assistant"
+        ids += c
+        mask += [int(after_assistant)] * len(c)
+    tail = tokenizer(rest, add_special_tokens=False)["input_ids"]
+    ids += tail
+    mask += [1 if after_assistant and j == 0 and t == eot else 0 for j, t in enumerate(tail)]
+    return {"input_ids": ids, "labels": [t if k else -100 for t, k in zip(ids, mask)]}
+
+
 def split_reasoning(text: str) -> tuple[str, str, bool]:
     """(reasoning, answer, think_closed). Text without any think tag is all answer."""
     if THINK_CLOSE in text:

@@ -82,6 +82,9 @@ def assemble_gguf(name: str) -> Path:
         os.unlink(tmp)
         raise ConfigError(f"packaged:{name}: sha256 {digest.hexdigest()} != expected {spec.sha256}; "
                           "reinstall the demo extra")
+    from .store import umask
+
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; the cache follows the user's umask
     os.replace(tmp, out)
     return out
 

@@ -57,7 +57,7 @@ def _owner_line(path: Path) -> str:
         return "another process"
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -105,6 +105,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
         f.flush()
+        os.fchmod(f.fileno(), 0o666 & ~umask())  # mkstemp makes 0600; outputs follow the user's umask
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
@@ -116,7 +117,7 @@ def _write_temp(folder: Path, table: pa.Table) -> str:
     os.close(fd)
     try:
         pq.write_table(table, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the user's umask
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; outputs follow the user's umask
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -294,7 +294,23 @@ def load_inputs(cfg: RecipeConfig, section: TrainSection, key: str, dataset_defa
                                       f"{key}.dataset")
         check_reasoning_kept(tok, train_dataset, key)
         notes["prompt_only_rows"] = count_prompt_only(tok, train_dataset, section.max_length, key)
+        train_dataset = tokenize_if_control_strings(tok, train_dataset, key)
+        notes["pretokenized"] = "input_ids" in train_dataset.column_names
     return path, tok, train_dataset, notes
+
+
+def tokenize_if_control_strings(tok, ds, key: str):
+    """Rows whose message contents hold special-token strings are tokenised here, content as text
+    (chat.tokenize_chat_as_text); TRL takes a tokenised dataset as it is. Other datasets go to TRL unchanged."""
+    from datasets import Dataset
+
+    from .chat import has_control_strings, tokenize_chat_as_text
+
+    if not any(has_control_strings(tok, ex["messages"]) for ex in ds):
+        return ds
+    log.info("%s: message contents hold special-token strings: tokenising every row with contents as text "
+             "(they must not become control tokens in training)", key)
+    return Dataset.from_list([tokenize_chat_as_text(tok, ex["messages"], tok.eos_token) for ex in ds])
 
 
 def count_prompt_only(tok, ds, max_length: int, key: str) -> int:
@@ -320,7 +336,9 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
     """`inputs`: what load_inputs returned (train_stage checks them before writing anything)."""
     from trl import SFTTrainer
 
-    path, tok, train_dataset, _ = inputs or load_inputs(cfg, section, key, dataset_default)
+    path, tok, train_dataset, notes = inputs or load_inputs(cfg, section, key, dataset_default)
+    if notes.get("pretokenized"):  # labels built here (contents as text): TRL must not rebuild them
+        extra["assistant_only_loss"] = False
     model = model or load_student(path, section, key, cfg.student, from_folder=bool(section.init_from))
     args = trl_args(section, out, args_cls, **extra)
     throughput = _as_callback(ThroughputCallback())

@@ -390,3 +390,21 @@ def test_two_concurrent_generate_runs_write_each_record_once(tmp_path, tiny):
     assert second.returncode == 2 and "another seqdistill process is writing here" in second.stderr
     ids = Store(tmp_path / "run" / "generate").column("prompt_id")
     assert len(ids) == len(set(ids)) == 60
+
+
+def test_metadata_files_follow_the_umask_like_shards(make_cfg, tmp_path):
+    """manifest, stats, eval.json, report.md were 0600 (mkstemp) while shards followed the umask: all follow it."""
+    from seqdistill.evaluate import run_eval
+    from seqdistill.generate import run_generate
+
+    old = os.umask(0o022)
+    try:
+        cfg = make_cfg(eval={"data": {"synthetic": {"n": 2, "split": "test"}, "task": "arithmetic"},
+                             "models": ["teacher"], "sampling": {"n": 1, "max_tokens": 4}, "speed_prompts": 0})
+        gen = run_generate(cfg)
+        out = run_eval(cfg)
+    finally:
+        os.umask(old)
+    for f in [gen / "manifest.json", *Store(gen).shard_files(), out / "eval.json", out / "report.md",
+              out / "manifest.json"]:
+        assert f.stat().st_mode & 0o777 == 0o644, f
