@@ -158,8 +158,10 @@ def test_vllm_cpu_defaults_use_every_core_and_avoid_the_seeded_chunked_prefill_c
     # prefill splits a seeded request; both are defaults only: the recipe and the environment win
     monkeypatch.delenv("VLLM_CPU_NUM_OF_RESERVED_CPU", raising=False)
     monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
     kw = {"model": "m"}
     _cpu_defaults(kw)
+    assert int(os.environ["VLLM_CPU_KVCACHE_SPACE"]) >= 1  # sized from available memory, not vllm's fixed share
     assert kw["enable_chunked_prefill"] is False and os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     monkeypatch.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")
     kw = {"enable_chunked_prefill": True}
@@ -207,3 +209,12 @@ def test_openai_errors_never_carry_the_api_key(make_cfg, fake_server, monkeypatc
     assert "HTTP 400" in str(err.value) and "sk-very-secret" not in str(err.value)
     assert "[API key redacted]" in str(err.value)
     assert "sk-very-secret" not in capfd.readouterr().err
+
+
+def test_vllm_cpu_kv_cache_is_sized_from_available_memory(tmp_path):
+    from seqdistill.backends.vllm import kv_cache_gib
+
+    (tmp_path / "model.safetensors").write_bytes(b"0" * (2**20))  # 1 MiB of "weights"
+    assert kv_cache_gib(str(tmp_path), available=20.0) == 9  # (20 - 2 x ~0) / 2
+    assert kv_cache_gib(None, available=1.5) == 1  # never below 1 GiB
+    assert kv_cache_gib(None, available=500.0) == 64  # nor above 64

