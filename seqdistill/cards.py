@@ -14,7 +14,7 @@ import yaml
 
 from .chat import load_template
 from .config import RecipeConfig
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, SeqdistillError
 from .store import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,13 @@ def push(folder: str | Path, repo: str, private: bool = False, api=None) -> str:
         from huggingface_hub import HfApi
 
         api = HfApi()
-    api.create_repo(plan["repo_id"], repo_type=plan["repo_type"], private=plan["private"], exist_ok=True)
-    info = api.upload_folder(repo_id=plan["repo_id"], repo_type=plan["repo_type"], folder_path=plan["folder_path"],
-                             ignore_patterns=plan["ignore_patterns"],
-                             commit_message=f"seqdistill push of {Path(folder).name}")
+    try:
+        api.create_repo(plan["repo_id"], repo_type=plan["repo_type"], private=plan["private"], exist_ok=True)
+        info = api.upload_folder(repo_id=plan["repo_id"], repo_type=plan["repo_type"],
+                                 folder_path=plan["folder_path"], ignore_patterns=plan["ignore_patterns"],
+                                 commit_message=f"seqdistill push of {Path(folder).name}")
+    except Exception as exc:  # no network, no token, no rights: one line, not huggingface_hub's traceback
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SeqdistillError(f"push {plan['repo_id']}: the Hub refused or could not be reached "
+                              f"({type(exc).__name__}: {first}); check the network and `hf auth login`") from None
     return str(getattr(info, "commit_url", info))

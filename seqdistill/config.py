@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -61,6 +61,15 @@ class DataConfig(Section):
     synthetic: SyntheticConfig | None = Field(None, description="built-in arithmetic word problems")
     fields: FieldMap = Field(FieldMap(), description="column names to read")
     task: str = Field("math", description="answer conventions for verification: gsm8k, math, aime, amc, arithmetic")
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        from .answers import TASKS  # imported here: answers -> chat -> config at import time
+
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; choose one of {', '.join(sorted(TASKS))}")
+        return v
     limit: int | None = Field(None, ge=1, description="first N problems only")
     shuffle: bool = Field(False, description="shuffle before `limit`")
     seed: int = Field(0, description="shuffle seed")
@@ -229,8 +238,8 @@ class FilterConfig(Section):
 
 class LoraSection(Section):
     r: int = Field(16, ge=1, description="adapter rank")
-    alpha: int = Field(32, description="adapter scaling")
-    dropout: float = Field(0.05, description="adapter dropout")
+    alpha: int = Field(32, ge=1, description="adapter scaling")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="adapter dropout")
     target_modules: list[str] | str = Field("all-linear", description="modules to adapt (all-linear or a list)")
     merge: bool = Field(True, description="merge the adapter into the saved model")
     load_in_4bit: bool = Field(False, description="QLoRA: 4-bit base weights (CUDA only)")
@@ -240,23 +249,25 @@ class TrainSection(Section):
     dataset: str | None = Field(None, description="dir with a messages column (default: filter's kept/)")
     output_dir: str | None = Field(None, description="default: RUN_DIR/<stage>")
     init_from: str | None = Field(None, description="model to start from (default: student.path)")
-    max_length: int = Field(2048, description="tokens per training row (longer rows are cut)")
+    max_length: int = Field(2048, ge=16, description="tokens per training row (longer rows are cut)")
     packing: bool = Field(True, description="pack rows into max_length sequences (padding-free)")
-    num_train_epochs: float = Field(1.0, description="passes over the data")
-    max_steps: int = Field(-1, description="optimizer steps (-1: from epochs)")
-    learning_rate: float = Field(1e-5, description="peak learning rate")
-    lr_scheduler_type: str = Field("cosine", description="transformers scheduler name")
-    warmup_ratio: float = Field(0.03, description="warmup as a fraction of the steps")
-    weight_decay: float = Field(0.0, description="AdamW weight decay")
-    per_device_train_batch_size: int = Field(1, description="rows per device per micro-batch")
-    gradient_accumulation_steps: int = Field(1, description="micro-batches per optimizer step")
+    num_train_epochs: float = Field(1.0, gt=0, description="passes over the data")
+    max_steps: int = Field(-1, ge=-1, description="optimizer steps (-1: from epochs)")
+    learning_rate: float = Field(1e-5, gt=0, le=1.0, description="peak learning rate")
+    lr_scheduler_type: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                               "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"] = \
+        Field("cosine", description="transformers scheduler name")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1.0, description="warmup as a fraction of the steps")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    per_device_train_batch_size: int = Field(1, ge=1, description="rows per device per micro-batch")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory")
     bf16: bool | None = Field(None, description="None: bf16 where the hardware has it natively (CUDA, CPUs with "
                               "AVX-512 BF16 / AMX), fp32 elsewhere")
     use_liger_kernel: bool = Field(False, description="fused Liger kernels when installed")
-    logging_steps: int = Field(1, description="log every N steps")
-    save_steps: int = Field(100, description="checkpoint every N steps (resume point)")
-    save_total_limit: int | None = Field(2, description="checkpoints kept")
+    logging_steps: int = Field(1, ge=1, description="log every N steps")
+    save_steps: int = Field(100, ge=1, description="checkpoint every N steps (resume point)")
+    save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept")
     report_to: str = Field("none", description="trackers: none, tensorboard, trackio, wandb, ...")
     seed: int = Field(0, description="training seed")
     training_template: str | None = Field(None, description="jinja with {% generation %} markers")
@@ -329,7 +340,7 @@ class EvalConfig(Section):
 
 
 class RecipeConfig(Section):
-    run_dir: str = Field("runs/default", description="where every stage writes its subdir")
+    run_dir: str = Field("runs/default", min_length=1, description="where every stage writes its subdir")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: all cores)")
     dataset_license: str = Field("unknown", description="license field of the dataset cards written with the "
                                  "generate and filter outputs (the prompt data's license and the teacher's terms "
@@ -345,6 +356,13 @@ class RecipeConfig(Section):
     sft: SFTSection = Field(SFTSection(), description="stage 3")
     kd: KDSection | None = Field(None, description="stage 4 (optional)")
     eval: EvalConfig = Field(EvalConfig(), description="stage 5")
+
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir_is_a_dir(cls, v: str) -> str:
+        if Path(v).exists() and not Path(v).is_dir():
+            raise ValueError(f"{v} exists and is not a directory")
+        return v
 
     @model_validator(mode="after")
     def _teacher_names(self):
@@ -462,6 +480,20 @@ def validate(data: dict, source: str = "<config>") -> RecipeConfig:
         raise ConfigError(_format_errors(source, err)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's own rule is that the last of two equal keys wins, silently: a recipe with `learning_rate` twice
+    would train with whichever came last. Refused, naming the line."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_recipe(path: str | Path | None = None, overrides: list[str] | dict | None = None,
                 flags: dict | None = None) -> RecipeConfig:
     """Read a recipe YAML (or start from defaults), apply overrides, validate. Errors name file and key."""
@@ -473,7 +505,10 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | dict | No
         if not p.is_file():
             raise ConfigError(f"{p}: recipe file not found")
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") \
+                from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)

@@ -48,7 +48,11 @@ def _read_rows(path: Path) -> list[dict]:
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:  # pyarrow's own errors on a file that is not (or no longer) Parquet
+            raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:120]})") from None
     if suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f))
@@ -86,7 +90,10 @@ def load_prompts(cfg: DataConfig, where: str = "data") -> list[dict]:
         if fm.question not in row or row[fm.question] in (None, ""):
             raise DataError(f"{source}: row {i}: missing question field {fm.question!r} "
                             f"(fields: {sorted(row)}); set {where}.fields.question")
-        question = str(row[fm.question])
+        if not isinstance(row[fm.question], str):
+            raise DataError(f"{source}: row {i}: field {fm.question!r} is a {type(row[fm.question]).__name__}, not "
+                            "text; a question must be a string (it would be stringified into the prompt)")
+        question = row[fm.question]
         answer = None
         if fm.answer:
             if fm.answer not in row:

@@ -21,7 +21,7 @@ from .config import RecipeConfig, stage_hash
 from .data import load_prompts
 from .errors import ConfigError, DataError
 from .overlap import OverlapIndex
-from .sampling import build_prompts, generate_into, open_backend, to_params
+from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
 from .metrics import paired_comparison, summarize_problems
 from .models import load_options, resolve, set_threads
 from .labels import group_answers
@@ -279,7 +279,8 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         if not m.get("complete") or need_speed:
             backend, tok, _ = open_backend(e.backend, mcfg, e.openai, e.vllm, e.sampling.seed)
             try:
-                prompts = build_prompts(cfg.prompt, items, tok)
+                prompts = build_prompts(cfg.prompt, items, tok,
+                                        context_limit(tok, e.vllm if e.backend == "vllm" else None))
                 if not m.get("complete"):
                     generate_into(sub, items, prompts, backend, to_params(e.sampling), batch_size=e.batch_size,
                                   task=bench.task, model=path, tag="s0of1", desc=f"eval {label}")

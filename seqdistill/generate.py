@@ -12,7 +12,7 @@ from .cards import write_generate_card
 from .config import RecipeConfig, stage_hash
 from .data import load_prompts, parse_shard, select_shard
 from .models import resolve, set_threads
-from .sampling import build_prompts, generate_into, open_backend, to_params
+from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
 from .store import Store, writer_scope
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _generate_one(cfg, store, items, done, name, model, kind, sampling, offset, 
     log.info("generate: %d prompts x %d samples with %s %s (%s) -> %s", len(items), sampling.n, name, path, kind,
              store.root)
     try:
-        return generate_into(store, items, build_prompts(cfg.prompt, items, tok), backend, params,
+        return generate_into(store, items, build_prompts(cfg.prompt, items, tok, context_limit(tok, g.vllm if kind == "vllm" else None)), backend, params,
                              batch_size=g.batch_size, max_in_flight=g.max_in_flight,
                              flush_seconds=g.flush_seconds, **common)
     finally:

@@ -344,6 +344,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     data = collect(run_dir)
     path = Path(out) if out else run_dir / "report.html"
+    if path.is_dir():
+        raise DataError(f"--out {path}: is a directory; name an HTML file")
+    if not path.parent.is_dir():
+        raise DataError(f"--out {path}: folder {path.parent} does not exist")
     atomic_write_text(path, render(data))
     log.info("report: %d traces, %d eval problems -> %s", len(data["traces"]), len(data["problems"]), path)
     return path

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .backends import Completion, Params, PromptIn, make_backend
 from .chat import THINK_CLOSE, THINK_OPEN, build_messages, encode_prompt, load_template
 from .config import OpenAIConfig, PromptConfig, SamplingConfig
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .models import load_options, load_tokenizer, resolve
 from .records import RECORD_SCHEMA, make_record
 from .store import Store
@@ -75,7 +75,26 @@ def thinking_closed(text: str) -> bool:
     return close >= 0 and close > text.rfind(THINK_OPEN)
 
 
-def build_prompts(prompt: PromptConfig, items: list[dict], tokenizer) -> list[PromptIn]:
+def context_limit(tokenizer, vllm_kwargs: dict | None = None) -> int | None:
+    """Tokens a prompt may take: the engine's max_model_len when set, else the model's context length
+    (max_position_embeddings of the folder the tokenizer came from); None when neither is known."""
+    if (vllm_kwargs or {}).get("max_model_len"):
+        return int(vllm_kwargs["max_model_len"])
+    path = getattr(tokenizer, "name_or_path", None)
+    if not path or not (Path(path) / "config.json").is_file():
+        return None
+    import json
+
+    try:
+        return int(json.loads((Path(path) / "config.json").read_text()).get("max_position_embeddings") or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def build_prompts(prompt: PromptConfig, items: list[dict], tokenizer, limit: int | None = None) -> list[PromptIn]:
+    """Chat prompts for `items`. With a tokenizer, a prompt that leaves no room to generate within `limit` tokens
+    (the model's context, see context_limit) is refused naming its id, before anything is generated: a 1 MB
+    question would otherwise try to allocate its attention (hundreds of GB) or kill the engine."""
     template = load_template(prompt.template)
     out = []
     for it in items:
@@ -83,6 +102,9 @@ def build_prompts(prompt: PromptConfig, items: list[dict], tokenizer) -> list[Pr
         pin = PromptIn(id=it["id"], messages=msgs, prefill=prompt.prefill)
         if tokenizer is not None:
             pin.text, pin.token_ids = encode_prompt(tokenizer, msgs, prompt.prefill)
+            if limit and len(pin.token_ids) >= limit:
+                raise DataError(f"prompt {it['id']!r}: {len(pin.token_ids)} tokens, the model's context is {limit} "
+                                "(max_model_len / max_position_embeddings); shorten or drop this question")
         out.append(pin)
     return out
 

@@ -20,6 +20,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import errors
 from .errors import DataError
 
 MANIFEST = "manifest.json"
@@ -222,6 +223,7 @@ class Store:
         A dir holding another config's output (or foreign files) is refused unless overwrite=True; a dir another
         process is writing is refused (lock_writer)."""
         self.lock_writer(shard)
+        errors.current_output = str(self.root)  # what a disk-full error names when write() names no file
         with self._lock():
             if self.check(stage, config_hash, overwrite):
                 self._recover()

@@ -408,3 +408,102 @@ def test_metadata_files_follow_the_umask_like_shards(make_cfg, tmp_path):
     for f in [gen / "manifest.json", *Store(gen).shard_files(), out / "eval.json", out / "report.md",
               out / "manifest.json"]:
         assert f.stat().st_mode & 0o777 == 0o644, f
+
+
+# ------------------------------------------------------------------ issue 18: bad inputs, one line each
+BAD_CONFIGS = [
+    ({"data": {"synthetic": {"n": 2}, "task": "nope"}}, "data.task: .*unknown task 'nope'"),
+    ({"run_dir": ""}, "run_dir: String should have at least 1 character"),
+    ({"sft": {"per_device_train_batch_size": 0}}, "sft.per_device_train_batch_size"),
+    ({"sft": {"learning_rate": -1e-4}}, "sft.learning_rate"),
+    ({"sft": {"gradient_accumulation_steps": 0}}, "sft.gradient_accumulation_steps"),
+    ({"sft": {"lora": {"dropout": 5}}}, "sft.lora.dropout"),
+    ({"sft": {"lr_scheduler_type": "wat"}}, "sft.lr_scheduler_type"),
+    ({"sft": {"save_steps": 0}}, "sft.save_steps"),
+    ({"sft": {"warmup_ratio": 3}}, "sft.warmup_ratio"),
+    ({"kd": {"max_steps": -5}}, "kd.max_steps"),
+]
+
+
+@pytest.mark.parametrize("section,match", BAD_CONFIGS)
+def test_bad_values_are_refused_when_the_recipe_loads(make_cfg, section, match):
+    with pytest.raises(SeqdistillError, match=match):
+        make_cfg(**section)
+
+
+def test_recipe_file_refusals_name_the_file(tmp_path, make_cfg):
+    from seqdistill.config import load_recipe
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("sft:\n  learning_rate: 1.0e-4\n  learning_rate: 1.0e-3\n")
+    with pytest.raises(SeqdistillError, match=r"dup.yaml:3:.*duplicate key 'learning_rate'"):
+        load_recipe(dup)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("run_dir: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SeqdistillError, match=r"latin.yaml: not UTF-8 text \(byte 0xe9"):
+        load_recipe(latin)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(SeqdistillError, match="run_dir: .*exists and is not a directory"):
+        make_cfg(run_dir=str(afile))
+
+
+def test_bad_data_files_and_questions_are_one_line(make_cfg, tmp_path):
+    from seqdistill.data import load_prompts
+
+    garbage = tmp_path / "g.parquet"
+    garbage.write_bytes(b"PAR1 this is not parquet at all")
+    with pytest.raises(SeqdistillError, match="g.parquet: not a readable Parquet file"):
+        load_prompts(make_cfg(data={"path": str(garbage), "synthetic": None}).data)
+    rows = tmp_path / "d.jsonl"
+    rows.write_text('{"question": {"text": "2+2?"}, "answer": "4"}\n')
+    with pytest.raises(SeqdistillError, match="row 0: field 'question' is a dict, not text"):
+        load_prompts(make_cfg(data={"path": str(rows), "synthetic": None}).data)
+
+
+def test_a_question_longer_than_the_context_is_refused_by_id_before_generating(make_cfg, tmp_path):
+    from seqdistill.generate import run_generate
+
+    rows = tmp_path / "d.jsonl"
+    rows.write_text('{"id": "ok", "question": "2+2?", "answer": "4"}\n'
+                    + '{"id": "huge", "question": "' + "apples " * 20000 + '", "answer": "4"}\n')
+    cfg = make_cfg(data={"path": str(rows), "synthetic": None, "fields": {"id": "id"}})
+    with pytest.raises(SeqdistillError, match="prompt 'huge': .* tokens, the model's context is"):
+        run_generate(cfg)
+    assert Store(cfg.stage_dir("generate")).count() == 0
+
+
+def test_report_out_must_be_a_file_in_an_existing_folder(tmp_path):
+    from seqdistill.report import write_report
+
+    run = tmp_path / "run" / "generate"
+    Store(run).prepare("generate", "h", {})
+    with pytest.raises(SeqdistillError, match="is a directory"):
+        write_report(tmp_path / "run", tmp_path)
+    with pytest.raises(SeqdistillError, match="does not exist"):
+        write_report(tmp_path / "run", tmp_path / "nope" / "r.html")
+
+
+def test_push_without_the_hub_is_one_line(tmp_path):
+    from seqdistill.cards import push
+
+    class Offline:
+        def create_repo(self, *a, **kw):
+            raise ConnectionError("Failed to resolve 'huggingface.co'")
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(SeqdistillError, match="push me/m: the Hub refused or could not be reached \\(ConnectionError"):
+        push(model, "me/m", api=Offline())
+
+
+def test_disk_full_names_the_output_dir_when_write_names_no_file(tmp_path):
+    import errno
+
+    from seqdistill.errors import disk_error
+
+    Store(tmp_path / "gen").prepare("generate", "h", {})
+    err = disk_error(OSError(errno.ENOSPC, "No space left on device"))
+    assert str(err).startswith(f"{tmp_path / 'gen'}: the disk is full")
