@@ -324,7 +324,7 @@ class EvalConfig(Section):
     timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="backend: openai endpoint settings")
     ray: RayConfig | None = Field(None, description="evaluate on a Ray cluster (null: in this process)")
-    models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"],
+    models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"], min_length=1,
         description="teacher, student, sft, kd, final, teacher:NAME / sft:NAME (with `teachers:`), or model "
                     "folders; retention is against `teacher`, else the first teacher:NAME listed")
     output_dir: str | None = Field(None, description="default: RUN_DIR/eval")

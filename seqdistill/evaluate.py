@@ -60,22 +60,45 @@ def model_refs(cfg: RecipeConfig) -> list[tuple[str, object]]:
             path = cfg.stage_dir(stage) / "model"
             if not (path / "config.json").is_file():
                 raise ConfigError(f"eval.models: {name!r} -> {path} has no trained model; run the {stage} stage")
+            bad = Store(cfg.stage_dir(stage)).damaged()
+            if bad:
+                raise DataError(f"eval.models: {name!r} -> {cfg.stage_dir(stage) / bad[0][0]}: {bad[0][1]}; rerun "
+                                f"the {stage} stage (it resumes from its last checkpoint and saves again)")
             out.append((name, ModelConfig(path=str(path))))
             continue
         if not Path(name).exists() and "/" not in name:
             raise ConfigError(f"eval.models: {name!r} is none of teacher / student / sft / kd / final, and not a "
                               "model folder or an org/name hub id")
-        out.append((Path(name).name or name, ModelConfig(path=name)))
+        # the label names a folder under the eval dir: the model folder's real name, never '..' or '.'
+        label = Path(name).resolve().name if Path(name).exists() else name.replace("/", "--")
+        if label in ("", ".", ".."):
+            raise ConfigError(f"eval.models: {name!r}: cannot name a model after this path")
+        out.append((label, ModelConfig(path=name)))
+    labels = [label for label, _ in out]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:  # two folders named alike would share one sample store and one row
+        raise ConfigError(f"eval.models: two models would both be labelled {twice[0]!r} (same folder name); "
+                          "rename or link one of them")
     return out
 
 
 def fingerprint(path: str) -> str:
-    """Changes when the weights change (a retrained sft/ model must not reuse old eval samples)."""
+    """Changes when the weights change (a retrained sft/ model must not reuse old eval samples), and only then:
+    not with the folder's path or mtimes, so a copied or moved run dir keeps its eval samples. Names, sizes and
+    the first and last 4 MiB of each weight file (a retrained model differs there; reading all of a 15 GB model
+    at every eval is not needed)."""
     p = Path(path)
     if not p.is_dir():
         return path
-    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(p.glob("*.safetensors"))]
-    return hashlib.sha256(f"{path}{stamp}".encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for f in sorted(p.glob("*.safetensors")):
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(4 << 20))
+            fh.seek(max(0, size - (4 << 20)))
+            h.update(fh.read(4 << 20))
+    return h.hexdigest()[:16]
 
 
 def param_options(cfg: RecipeConfig, label: str, mcfg) -> dict:

@@ -257,7 +257,7 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
                                                        "filter.input_dir"))
     chash = f"{chash}-{source.manifest()['config_hash']}"
     resumed = store.prepare("filter", chash, {"input_dir": str(src)}, overwrite)
-    if resumed and store.is_complete():
+    if resumed and store.is_complete() and Store(out, "rejected").is_complete():
         log.info("filter: %s already complete for this config", out)
         return out
     for sub in ("kept", "rejected"):  # an interrupted run is simply redone: filtering is cheap

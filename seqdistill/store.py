@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -29,13 +30,13 @@ log = logging.getLogger(__name__)
 _HOST = platform.node().replace("-", "_") or "host"
 
 
-# writer locks this process holds: lock path -> open file (closing it, or dying, releases the flock)
+# writer locks this process holds: lock path -> open file (closing it, or dying, releases the lock)
 _HELD: dict[str, object] = {}
 
 
 def writer_scope(fn):
     """Decorator for a stage's run function: the writer locks its stores take are released when it returns or
-    raises (a crash or kill -9 releases them too: the kernel drops a dead process's flocks)."""
+    raises (a crash or kill -9 releases them too: the kernel drops a dead process's locks)."""
     import functools
 
     @functools.wraps(fn)
@@ -89,6 +90,14 @@ def input_fingerprint(path: str | Path) -> str:
     files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")) if p.is_dir() \
         else [p] if p.is_file() else []
     return man + str([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def versions() -> dict:
@@ -150,7 +159,7 @@ class Store:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def lock_writer(self, shard: str | None = None) -> None:
-        """One writer per stage dir, for as long as this process runs the stage: an exclusive flock on
+        """One writer per stage dir, for as long as this process runs the stage: an exclusive lock on
         .writer.lock (released when the stage returns or the process dies). `--shard i/N` writers (N > 1) are the
         one sanctioned exception: each holds the lock shared, plus its own shard's lock exclusively, so two
         writers of one shard, or a whole-dir writer next to shard writers, are refused."""
@@ -167,8 +176,10 @@ class Store:
                 continue
             fh = open(path, "a+")
             try:
-                fcntl.flock(fh, mode | fcntl.LOCK_NB)
-            except BlockingIOError:
+                # a POSIX record lock (lockf), not flock: it belongs to this process only, so children forked
+                # while it is held (verifier workers, engine processes) neither keep it alive nor share it
+                fcntl.lockf(fh, mode | fcntl.LOCK_NB)
+            except OSError:  # EAGAIN / EACCES: held by another process
                 fh.close()
                 raise DataError(f"{self.root}: another seqdistill process is writing here "
                                 f"({_owner_line(path.with_suffix('.owner'))}); wait for it or stop it. One "
@@ -204,7 +215,7 @@ class Store:
         m = self.manifest()
         if m is not None and m.get("config_hash") == config_hash and m.get("stage") == stage:
             return True
-        if m is not None and not m.get("complete") and not self.shard_files() and not (self.root / "model").exists():
+        if m is not None and not m.get("complete") and not self.has_work():
             return False  # a start that failed before writing any record: re-initialise, nothing is lost
         foreign = ([p.name for p in self.root.iterdir() if p.name != MANIFEST
                     and not p.name.startswith((".lock", ".writer"))]
@@ -233,13 +244,91 @@ class Store:
                     if not p.name.startswith((".lock", ".writer")):
                         shutil.rmtree(p) if p.is_dir() else p.unlink()
             manifest = {"stage": stage, "config_hash": config_hash, "created": time.time(),
-                        "versions": versions(), "complete": False, "parts": {}, **meta}
+                        "versions": versions(), "complete": False, "parts": {}, "shards": {}, **meta}
             atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
             return False
 
+    def has_work(self) -> bool:
+        """Anything a rerun must not delete without --overwrite: records, a model, training checkpoints."""
+        return bool(self.shard_files() or any(self.root.glob("*/*.parquet")) or (self.root / "model").exists()
+                    or any((self.root / "checkpoints").glob("checkpoint-*")))
+
     def is_complete(self, config_hash: str | None = None) -> bool:
+        """Finished, and the files agree with the manifest (damaged() finds nothing)."""
         m = self.manifest()
-        return bool(m and m.get("complete") and (config_hash is None or m.get("config_hash") == config_hash))
+        return bool(m and m.get("complete") and (config_hash is None or m.get("config_hash") == config_hash)
+                    and not self.damaged())
+
+    # ---- validation: a stage is finished only when its manifest and its files agree -------------------------
+    def _key(self, f: Path) -> str:
+        return f.relative_to(self.root).as_posix()
+
+    def damaged(self) -> list[tuple[str, str]]:
+        """(path, why) for every shard of this store that disagrees with the manifest: not written by this run
+        (copied in, from another run), a checksum that differs (truncated, overwritten, another schema), listed
+        but missing; and model files that differ from what was saved. A manifest from before shard checksums
+        (no "shards" entry) is checked for readable shards only."""
+        m = self.manifest() or {}
+        entries = m.get("shards")
+        out = []
+        files = self.shard_files()
+        for f in files:
+            if entries is None:
+                try:
+                    pq.ParquetFile(f).metadata
+                except Exception:
+                    out.append((self._key(f), "unreadable"))
+                continue
+            e = entries.get(self._key(f))
+            if e is None:
+                out.append((self._key(f), "not written by this run (copied in, or from another run)"))
+            elif f.stat().st_size != e["bytes"] or file_sha256(f) != e["sha256"]:
+                out.append((self._key(f), "its checksum differs from the manifest (damaged or replaced)"))
+        if entries is not None:
+            on_disk = {self._key(f) for f in files}
+            prefix = self.data.relative_to(self.root).as_posix() + "/"
+            out += [(k, "listed in the manifest but missing") for k in entries
+                    if k.startswith(prefix) and k not in on_disk]
+        for name, e in (m.get("model_files") or {}).items():
+            f = self.root / name
+            if not f.is_file() or f.stat().st_size != e["bytes"] or file_sha256(f) != e["sha256"]:
+                out.append((name, "model file missing or differs from the saved one"))
+        return out
+
+    def repair(self) -> list[tuple[str, str]]:
+        """Move damaged shards to quarantine/ (never over an earlier quarantined file), drop them from the
+        manifest and mark the stage unfinished, so a rerun redoes their records. Returns what was found."""
+        with self._lock():
+            problems = self.damaged()
+            if not problems:
+                return []
+            m = self.manifest() or {}
+            for key, why in problems:
+                f = self.root / key
+                if f.is_file() and f.suffix == ".parquet":
+                    self._quarantine(f)
+                (m.get("shards") or {}).pop(key, None)
+                log.warning("%s: %s: %s; its records will be redone", self.root, key, why)
+            m["complete"] = False
+            atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
+            return problems
+
+    def _quarantine(self, f: Path) -> Path:
+        dest_dir = self.root / QUARANTINE
+        dest_dir.mkdir(exist_ok=True)
+        dest = dest_dir / f"{f.parent.name}-{f.name}"
+        n = 1
+        while dest.exists():  # an earlier quarantine of the same name is kept
+            dest = dest_dir / f"{f.parent.name}-{f.stem}.{n}{f.suffix}"
+            n += 1
+        os.replace(f, dest)
+        return dest
+
+    def record_model(self, folder: Path) -> None:
+        """Checksums of a saved model's files, so a truncated or replaced weight file is never 'finished'."""
+        files = {f.relative_to(self.root).as_posix(): {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
+                 for f in sorted(folder.glob("*.safetensors"))}
+        self.update_manifest(model_files=files)
 
     # ---- shards ---------------------------------------------------------------
     def shard_files(self) -> list[Path]:
@@ -249,34 +338,48 @@ class Store:
 
     def _recover(self) -> None:
         """On resume (under the lock): delete temp files of dead writers on this host, and move shards that
-        cannot be read (cut off by a crash or a full disk) to quarantine/ so their prompts are redone."""
-        if not self.data.is_dir():
+        disagree with the manifest (damaged(): cut off by a crash or a full disk, copied in, replaced) to
+        quarantine/ so their records are redone."""
+        if not self.data.is_dir() and not (self.manifest() or {}).get("model_files"):
             return
+        self.data.mkdir(parents=True, exist_ok=True)
         for tmp in self.data.glob(".tmp-*"):
             parts = tmp.name.split("-")
             if len(parts) >= 4 and parts[1] == _HOST and parts[2].isdigit() and not _pid_alive(int(parts[2])):
                 tmp.unlink(missing_ok=True)
                 log.info("removed %s (temp file of a writer that died)", tmp)
-        for f in self.shard_files():
-            try:
-                pq.ParquetFile(f).metadata
-            except Exception as exc:  # truncated / not Parquet: never read it as data
-                dest = self.root / QUARANTINE
-                dest.mkdir(exist_ok=True)
-                os.replace(f, dest / f"{f.parent.name}-{f.name}")
-                log.warning("quarantined damaged shard %s (%s): its records will be redone",
-                            f, type(exc).__name__)
+        problems = self.damaged()
+        for key, why in problems:  # (already under the lock: repair's own locking is not re-entered)
+            f = self.root / key
+            if f.is_file() and f.suffix == ".parquet":
+                self._quarantine(f)
+            log.warning("quarantined %s (%s): its records will be redone", f, why)
+        if problems:
+            m = self.manifest() or {}
+            for key, _ in problems:
+                (m.get("shards") or {}).pop(key, None)
+            m["complete"] = False
+            atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
 
     def write_shard(self, records: list[dict], tag: str = "part", schema: pa.Schema | None = None) -> Path:
         self.data.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(records, schema=schema)
         tmp = _write_temp(self.data, table)  # outside the lock: other --shard writers need not wait on this I/O
+        entry = {"rows": table.num_rows, "bytes": os.path.getsize(tmp), "sha256": file_sha256(Path(tmp))}
         with self._lock():
-            # next number after the highest on disk (a count would reuse a name after a quarantine)
-            nums = [int(p.stem.rsplit("-", 1)[1]) for p in self.data.glob(f"{tag}-*.parquet")
-                    if p.stem.rsplit("-", 1)[1].isdigit()]
+            m = self.manifest()
+            # next number after the highest ever used here: on disk, in the manifest, in quarantine (a number is
+            # never reused, so a quarantined shard's name cannot come back as other data)
+            names = [p.name for p in self.data.glob(f"{tag}-*.parquet")]
+            names += [k.rsplit("/", 1)[-1] for k in ((m or {}).get("shards") or {})]
+            names += [p.name.split("-", 1)[-1] for p in (self.root / QUARANTINE).glob(f"*{tag}-*.parquet")]
+            nums = [int(n.split(".")[0].rsplit("-", 1)[1]) for n in names
+                    if n.startswith(f"{tag}-") and n.split(".")[0].rsplit("-", 1)[1].isdigit()]
             final = self.data / f"{tag}-{(max(nums) + 1 if nums else 0):05d}.parquet"
             os.replace(tmp, final)  # a reader never sees half a shard; kill -9 loses only the batch in flight
+            if m is not None and "shards" in m:
+                m["shards"][self._key(final)] = entry
+                atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
         return final
 
     def read_table(self, columns: list[str] | None = None) -> pa.Table | None:
@@ -307,4 +410,8 @@ def require_stage_output(root: str | Path, stage: str, flag: str) -> Store:
         raise DataError(f"{root}: holds {m.get('stage')} output, expected {stage}; check {flag}")
     if not m.get("complete"):
         raise DataError(f"{root}: the {stage} stage has not finished; rerun it to complete (it resumes)")
+    bad = store.damaged()
+    if bad:
+        raise DataError(f"{root}: {len(bad)} {stage} shard(s) disagree with its manifest ({bad[0][0]}: "
+                        f"{bad[0][1]}); rerun `seqdistill {stage}` to quarantine and redo them")
     return store

@@ -358,9 +358,11 @@ def last_checkpoint(out: Path) -> str | None:
     found = sorted((int(p.name.split("-")[1]), p) for p in ck.glob("checkpoint-*")
                    if p.name.split("-")[1].isdigit()) if ck.is_dir() else []
     for step, p in reversed(found):
-        if (p / "trainer_state.json").is_file():
+        try:  # written last: missing, empty or cut off means the save did not finish
+            json.loads((p / "trainer_state.json").read_text())
             return str(p)
-        log.warning("skipping incomplete checkpoint %s (interrupted while saving)", p)
+        except (OSError, ValueError):
+            log.warning("skipping incomplete checkpoint %s (interrupted while saving)", p)
     return None
 
 
@@ -418,9 +420,11 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_defa
         log.info("%s: %s already holds the trained model for this config", key, out)
         return out / "model"
     m = store.manifest()
-    if m and m.get("complete") and not overwrite:
+    if m and m.get("complete") and m.get("config_hash") != chash and not overwrite:
         raise DataError(f"{out}: holds a finished {m.get('stage')} model of another config; "
                         "pass --overwrite to replace it or choose another output dir")
+    # same config but its saved files disagree with the manifest (a truncated weight file): prepare()
+    # marks it unfinished and training resumes from the last checkpoint to save it again
     store.check(key, chash, overwrite)  # fail before loading anything
     inputs = load_inputs(cfg, section, key, dataset_default, build_kwargs.pop("train_dataset", None),
                          build_kwargs.pop("student", None))
@@ -436,6 +440,7 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_defa
     final = save_final(trainer, tok, section, out)
     if trainer.accelerator.is_main_process:
         atomic_write_text(out / "train_log.json", json.dumps(trainer.state.log_history, indent=1))
+        store.record_model(final)
         store.update_manifest(complete=True, model=str(final), base_model=path,
                               global_step=trainer.state.global_step, **inputs[3])
     log.info("%s: saved %s", key, final)

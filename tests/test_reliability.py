@@ -1,6 +1,7 @@
 """Issue 10: temp files never read as data, damaged shards quarantined and redone, stages chained by
 content, a failed start does not block the fix, outputs follow the umask."""
 
+import json
 import os
 import time
 
@@ -507,3 +508,116 @@ def test_disk_full_names_the_output_dir_when_write_names_no_file(tmp_path):
     Store(tmp_path / "gen").prepare("generate", "h", {})
     err = disk_error(OSError(errno.ENOSPC, "No space left on device"))
     assert str(err).startswith(f"{tmp_path / 'gen'}: the disk is full")
+
+
+# ------------------------------------------------------------------ issue 18: damaged outputs are redone
+def _damage(f):
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+
+
+def test_filter_refuses_a_damaged_generate_output_in_one_line(make_cfg):
+    from seqdistill.filter import run_filter
+    from seqdistill.generate import run_generate
+
+    cfg = make_cfg(filter={"require_correct": False, "require_boxed": False, "drop_truncated": False,
+                           "drop_unclosed_think": False, "drop_garbage": False})
+    gen = run_generate(cfg)
+    _damage(Store(gen).shard_files()[0])
+    with pytest.raises(SeqdistillError, match="disagree with its manifest .*rerun `seqdistill generate`"):
+        run_filter(cfg)
+    # generate quarantines it and redoes its prompts; filter then runs on the whole set
+    run_generate(cfg)
+    assert (gen / "quarantine").is_dir() and Store(gen).manifest()["complete"]
+    ids = Store(gen).column("prompt_id")
+    assert len(ids) == len(set(ids)) * 2 and len(set(ids)) == 6
+    run_filter(cfg)
+
+
+def test_copied_or_foreign_shards_are_not_data(make_cfg, tmp_path):
+    from seqdistill.generate import run_generate
+
+    cfg = make_cfg()
+    gen = run_generate(cfg)
+    first = Store(gen).shard_files()[0]
+    (first.parent / "s0of1-09999.parquet").write_bytes(first.read_bytes())  # a copy: every record twice
+    assert any("not written by this run" in why for _, why in Store(gen).damaged())
+    assert not Store(gen).is_complete()
+    run_generate(cfg)
+    ids = Store(gen).column("prompt_id")
+    assert len(ids) == 12 and len(set(ids)) == 6 and Store(gen).is_complete()
+
+
+def test_a_damaged_kept_shard_is_redone_not_called_complete(make_cfg):
+    from seqdistill.filter import run_filter
+    from seqdistill.generate import run_generate
+
+    cfg = make_cfg(filter={"require_correct": False, "require_boxed": False, "drop_truncated": False,
+                           "drop_unclosed_think": False, "drop_garbage": False, "dedup": False,
+                           "near_dup_threshold": None})
+    run_generate(cfg)
+    out = run_filter(cfg)
+    kept = Store(out, "kept")
+    n = kept.count()
+    _damage(kept.shard_files()[0])
+    run_filter(cfg)
+    assert kept.count() == n and kept.is_complete()
+
+
+def test_a_damaged_eval_shard_is_redone_so_every_model_scores_the_same_problems(make_cfg):
+    from seqdistill.evaluate import run_eval
+
+    ev = {"data": {"synthetic": {"n": 4, "split": "test"}, "task": "arithmetic"}, "models": ["teacher", "student"],
+          "batch_size": 1, "sampling": {"n": 1, "max_tokens": 4}, "speed_prompts": 0}
+    out = run_eval(make_cfg(eval=ev))
+    _damage(Store(out / "student").shard_files()[0])
+    report = json.loads((run_eval(make_cfg(eval=ev)) / "eval.json").read_text())
+    assert report["models"]["student"]["problems"] == report["models"]["teacher"]["problems"] == 4
+    assert list((out / "student" / "quarantine").iterdir())
+
+
+def test_sft_damage_and_unfinished_work_of_another_config(make_cfg, tmp_path):
+    """An empty trainer_state.json is a checkpoint cut off while saving (skipped, not a crash); a truncated
+    model.safetensors is not a finished model (eval refuses it, a rerun saves it again); an unfinished sft of
+    another config with checkpoints is refused without --overwrite, not deleted."""
+    from seqdistill.evaluate import run_eval
+    from seqdistill.sft import run_sft
+    from seqdistill.train import last_checkpoint
+
+    from test_sft import kept_dir
+
+    kept_dir(tmp_path / "run" / "filter")
+    sft = {"max_steps": 2, "save_steps": 1, "max_length": 128, "learning_rate": 1e-3}
+    model = run_sft(make_cfg(sft=sft))
+    ck = model.parent / "checkpoints"
+    (ck / "checkpoint-2" / "trainer_state.json").write_text("")
+    assert last_checkpoint(model.parent).endswith("checkpoint-1")
+    _damage(model / "model.safetensors")
+    ev = {"data": {"synthetic": {"n": 2, "split": "test"}, "task": "arithmetic"}, "models": ["sft"],
+          "sampling": {"n": 1, "max_tokens": 4}, "speed_prompts": 0}
+    with pytest.raises(SeqdistillError, match="model.safetensors: model file missing or differs"):
+        run_eval(make_cfg(sft=sft, eval=ev))
+    run_sft(make_cfg(sft=sft))  # resumes from checkpoint-1 and saves the model again
+    assert Store(model.parent).is_complete()
+    run_eval(make_cfg(sft=sft, eval=ev))
+    # another config's unfinished run with checkpoints: refused, and nothing deleted
+    m = json.loads((model.parent / "manifest.json").read_text())
+    m["complete"] = False
+    (model.parent / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(SeqdistillError, match="another config"):
+        run_sft(make_cfg(sft={**sft, "learning_rate": 2e-3}))
+    assert (ck / "checkpoint-1").is_dir()
+
+
+def test_eval_model_paths_get_safe_distinct_labels(make_cfg, tiny, tmp_path):
+    from seqdistill.evaluate import model_refs
+
+    with pytest.raises(SeqdistillError, match="eval.models"):
+        make_cfg(eval={"models": []})
+    a, b = tmp_path / "a" / "model", tmp_path / "b" / "model"
+    for d in (a, b):
+        d.mkdir(parents=True)
+    with pytest.raises(SeqdistillError, match="both be labelled 'model'"):
+        model_refs(make_cfg(eval={"models": [str(a), str(b)]}))
+    (label, _), = model_refs(make_cfg(eval={"models": [str(a / "..")]}))
+    assert label == "a"  # the folder's real name, never '..' (which named the run dir itself)
