@@ -171,9 +171,6 @@ def witness_check(text: str, gold: str) -> tuple[str, str]:
     return (CORRECT if p and verify(g, p, timeout_seconds=None) else WRONG), "witness"
 
 
-_JOBS = {"check": slow_check, "witness": witness_check}
-
-
 def _prepare(pred_text: str, gold: str | None, task: str | Task, lenient: bool = False):
     """A finished Verdict, or (pred, gold) for math-verify. Nothing here is unbounded on any input."""
     t = get_task(task) if isinstance(task, str) else task
@@ -237,7 +234,8 @@ def _worker(conn, soft_timeout: float, parent: int):
         for idx, pred, gold, *kind in job:
             signal.setitimer(signal.ITIMER_REAL, soft_timeout)
             try:
-                status, reason = _JOBS[kind[0] if kind else "check"](pred, gold)
+                job_fn = witness_check if kind and kind[0] == "witness" else slow_check  # looked up at call time
+                status, reason = job_fn(pred, gold)
             except _Timeout:
                 status, reason = UNVERIFIABLE, "timeout"
             except Exception as exc:  # math-verify/sympy bugs on odd text must not end the run
@@ -396,10 +394,11 @@ def explain(pred_text: str, gold: str | None, task: str, timeout: float = 5.0) -
     def forms(ans):
         if ans is None or len(ans) > MAX_ANSWER_CHARS:
             return None
-        num, pct = numeric_form(ans, t)
-        value = parse_number(num, t.decimal_comma)
+        f = numeric_form(ans, t)
+        value = None if f.is_list or f.words else parse_number(f.text, t.decimal_comma)
         return {"text": light_normalize(ans), "number": None if value is None else _show(value),
-                "percent": pct, "choice": choice_letter(ans) if is_choice(g or "") else None}
+                "percent": f.percent, "unit": f.unit, "words_after_number": f.words, "list": f.is_list,
+                "choice": choice_letter(ans) if is_choice(g or "") else None}
 
     return {"task": task, "strict_answer": v.pred, "lenient_answer": lenient.pred, "gold": v.gold or _clean(g),
             "pred_normalized": forms(extract_answer(pred_text, t)), "gold_normalized": forms(g),
