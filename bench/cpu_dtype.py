@@ -18,8 +18,8 @@ import torch
 from seqdistill.config import load_recipe, validate
 from seqdistill.filter import run_filter
 from seqdistill.generate import run_generate
-from seqdistill.sft import run_sft
 from seqdistill.models import cpu_has_native_bf16, pick_dtype
+from seqdistill.sft import run_sft
 from seqdistill.store import Store
 from seqdistill.verify import CORRECT, check_many
 

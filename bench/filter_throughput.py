@@ -20,7 +20,7 @@ from fakes import rec, write_generate_output  # noqa: E402
 
 from seqdistill.config import validate  # noqa: E402
 from seqdistill.filter import run_filter  # noqa: E402
-from seqdistill.verify import extract_answer, gold_answer, slow_check, TASKS  # noqa: E402
+from seqdistill.verify import TASKS, extract_answer, gold_answer, slow_check  # noqa: E402
 
 LATEX = [("\\frac{1}{2}", ["\\frac{1}{2}", "0.5", "\\frac{2}{4}", "\\frac{1}{3}"]),
          ("2\\sqrt{2}", ["2\\sqrt{2}", "\\sqrt{8}", "2\\sqrt{3}"]),

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 from seqdistill.config import validate
-from seqdistill.generate import run_generate
-from seqdistill.sampling import build_prompts
 from seqdistill.data import load_prompts
+from seqdistill.generate import run_generate
 from seqdistill.models import load_tokenizer, pick_dtype, resolve
+from seqdistill.sampling import build_prompts
 from seqdistill.store import Store
 
 
@@ -190,8 +190,8 @@ def bench_long_tail(args):
 
     def bare():
         t0 = time.perf_counter()
-        outs = llm.generate([{"prompt_token_ids": p.token_ids} for p in prompts],
-                            [SamplingParams(temperature=0.0, max_tokens=length[p.id], ignore_eos=True) for p in prompts],
+        params = [SamplingParams(temperature=0.0, max_tokens=length[p.id], ignore_eos=True) for p in prompts]
+        outs = llm.generate([{"prompt_token_ids": p.token_ids} for p in prompts], params,
                             use_tqdm=False)
         return time.perf_counter() - t0, sum(len(o.outputs[0].token_ids) for o in outs)
 

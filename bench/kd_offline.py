@@ -20,7 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import torch  # noqa: E402
-
 from conftest import build_model, build_tokenizer, recipe  # noqa: E402
 
 from seqdistill.config import validate  # noqa: E402

@@ -23,7 +23,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import torch  # noqa: E402
-
 from conftest import build_model, build_tokenizer  # noqa: E402
 from fakes import rec  # noqa: E402
 
@@ -37,7 +36,8 @@ def long_tailed(n: int, rng: random.Random) -> list[dict]:
     out = []
     for i in range(n):
         words = int(min(900, rng.lognormvariate(3.5, 0.9)))  # median ~33 words, tail to ~900
-        body = " ".join(rng.choice(["add", "three", "apples", "then", "seven", "so", "we", "get"]) for _ in range(words))
+        vocab = ["add", "three", "apples", "then", "seven", "so", "we", "get"]
+        body = " ".join(rng.choice(vocab) for _ in range(words))
         r = rec(f"p{i}", 0, f"<think>\n{body}\n</think>\nSo \\boxed{{{i}}}.")
         r.update(verdict="correct", pred=None, verify_reason="", pass_rate=1.0, reject_reason=None)
         out.append(r)
@@ -141,7 +141,8 @@ def main():
 
 # (label, file suffix, function): the phases of a run, ours and bare; cumulative seconds under cProfile
 PHASES = [
-    ("our input checks (dataset, template, EOS, reasoning kept, prompt-only rows)", "seqdistill/train.py", "load_inputs"),
+    ("our input checks (dataset, template, EOS, reasoning kept, prompt-only rows)", "seqdistill/train.py",
+     "load_inputs"),
     ("load the model", "seqdistill/train.py", "load_student"),
     ("load the model", "transformers/models/auto/auto_factory.py", "from_pretrained"),
     ("SFTTrainer(...) (tokenize, pack)", "trl/trainer/sft_trainer.py", "__init__"),

@@ -17,7 +17,8 @@ extraction (only from the text after </think>; an unclosed <think> has no answer
   else hash, else (numeric tasks) last number: what the standard evaluators do.
 
 normalisation (both sides)
-  dropped: $ \\$ \\( \\) \\left \\right (as sizes, never \\leftarrow), spacing (\\, \\; \\! \\: ~ \\ ), a trailing period, \\dfrac/\\tfrac -> \\frac
+  dropped: $ \\$ \\( \\) \\left \\right (as sizes, never \\leftarrow), spacing (\\, \\; \\! \\: ~ \\ ),
+           a trailing period; \\dfrac/\\tfrac -> \\frac
   {,} -> ,  (LaTeX thousands separator)        ^\\circ ^{\\circ} ° \\degree  (degrees, as math-verify)
   a leading single-letter assignment "x = 18" -> 18 (math-verify compares the right-hand side)
   units after a number, only those in UNITS: \\text{..} / \\mbox{..} / \\mathrm{..} ("18 \\text{ dollars}") or plain

@@ -29,7 +29,7 @@ FIELDS = """| field | what |
 | `finish_reason`, `completion_tokens` | `length` when `max_tokens` cut the trace off |
 | `teacher_topk_ids`, `teacher_topk_logprobs`, `logprobs_k` | the teacher's top-K logprobs (offline KD), raw bytes |
 | `model`, `backend`, `teacher` | which teacher wrote the trace (its path and, with `teachers:`, its name), and how |"""
-FILTER_FIELDS = """| `verdict`, `pred`, `verify_reason`, `verify_detail` | the verifier's verdict, the extracted answer and how |
+FILTER_FIELDS = """| `verdict`, `pred`, `verify_reason`, `verify_detail` | the verdict, the extracted answer and how |
 | `pass_rate` | share of the prompt's samples that were correct |
 | `reject_reason` | why a trace was rejected (rejected/ only) |"""
 
@@ -86,7 +86,8 @@ def write_filter_card(out: Path, cfg: RecipeConfig, stats: dict) -> Path:
             f"{stats['kept']} verified traces kept of {stats['input_records']} generated, covering "
             f"{stats['prompts_with_kept']} of {stats['prompts']} prompts. The `rejected` config holds the rest "
             "with the reason.", "", _how_made(cfg), "", "## Filter", "",
-            f"- settings: `{json.dumps(f.model_dump(exclude={'decontaminate', 'input_dir', 'output_dir'}), sort_keys=True)}`",
+            "- settings: `" + json.dumps(f.model_dump(exclude={"decontaminate", "input_dir", "output_dir"}),
+                                         sort_keys=True) + "`",
             f"- decontaminated against: {', '.join(d.label() for d in f.decontaminate) or 'nothing'}"
             f" ({f.decontam_ngram}-grams); contamination hits: {json.dumps(stats.get('contamination_hits', {}))}",
             f"- mean output tokens: kept {stats['mean_tokens_kept'] or 0:.0f}, rejected "

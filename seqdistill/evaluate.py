@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .answers import FORMAT_FORMS_EXCLUDED, answer_form
 from .config import RecipeConfig, stage_hash
 from .data import load_prompts
 from .errors import ConfigError, DataError
-from .overlap import OverlapIndex
-from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
+from .labels import group_answers
 from .metrics import paired_comparison, summarize_problems
 from .models import load_options, resolve, set_threads
-from .labels import group_answers
+from .overlap import OverlapIndex
 from .records import answer_text
+from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
 from .store import Store, atomic_write_parquet, atomic_write_text, writer_scope
-from .answers import FORMAT_FORMS_EXCLUDED, answer_form
 from .verify import CORRECT, check_many, extract_answer, get_task, witness_many
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,8 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     report = {"benchmark": bench.label(), "task": bench.task, "k": e.sampling.n, "train_overlap": overlap,
               "sampling": e.sampling.model_dump(), "backend": e.backend, "models": results, "summary": summary,
               "paired": paired_table(per_problem), "created": time.time()}
-    students = [m for m in results if m.startswith("sft:") or (m == "sft" and any(x.startswith("sft:") for x in results))]
+    per_teacher = any(x.startswith("sft:") for x in results)
+    students = [m for m in results if m.startswith("sft:") or (m == "sft" and per_teacher)]
     if students:  # which teacher makes the better student: ranked by the student's accuracy, not the teacher's
         report["teacher_ranking"] = sorted(
             ({"student": m, "teacher": m.split(":", 1)[1] if ":" in m else "(all teachers)",
@@ -427,7 +428,8 @@ def _speedup(s: dict) -> str:
 def markdown_table(report: dict) -> str:
     k = report["k"]
     head = ["model", "params", "accuracy [95% CI]", "strict [95% CI]", "format [95% CI]"] + (
-        [f"pass@{k}", f"maj@{k}"] if k > 1 else []) + ["no answer", "trunc", "mean tok", "tok/s", "s/problem", "retention", "size", "speed-up"]
+        [f"pass@{k}", f"maj@{k}"] if k > 1 else []) + ["no answer", "trunc", "mean tok", "tok/s", "s/problem",
+                                                        "retention", "size", "speed-up"]
     lines = [f"### {report['benchmark']} ({report['task']}), k={k}, backend {report['backend']}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r in report["models"].items():
@@ -437,7 +439,8 @@ def markdown_table(report: dict) -> str:
             for m in (r["accuracy"], r["strict"]["pass@1"], r["format"])]
         if k > 1:
             row += [_fmt(r.get(f"pass@{k}", {}).get("mean"), True), _fmt(r.get(f"maj@{k}", {}).get("mean"), True)]
-        row += [_fmt(r["no_answer_rate"], True), _fmt(r["truncation_rate"], True), f"{r['mean_output_tokens']:.0f}", _tps(r),
+        row += [_fmt(r["no_answer_rate"], True), _fmt(r["truncation_rate"], True), f"{r['mean_output_tokens']:.0f}",
+                _tps(r),
                 _fmt(r["latency_per_problem_s"], digits=1), _fmt(s.get("retention"), True),
                 _fmt(s.get("size_ratio"), True), _speedup(s)]
         lines.append("| " + " | ".join(row) + " |")

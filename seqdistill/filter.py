@@ -16,9 +16,9 @@ from .cards import write_filter_card
 from .chat import load_template, split_reasoning
 from .config import RecipeConfig, stage_hash
 from .data import load_prompts
-from .overlap import OverlapIndex, jaccard, ngrams
 from .errors import ConfigError, DataError
 from .labels import apply_labels, majority_labels
+from .overlap import OverlapIndex, jaccard, ngrams
 from .records import FILTER_SCHEMA, answer_text
 from .store import Store, atomic_write_text, require_stage_output, writer_scope
 from .verify import CORRECT, UNVERIFIABLE, WRONG, check_many, get_task
@@ -164,7 +164,8 @@ def _reasons_by_prompt(records) -> dict[str, set]:
 def _per_teacher(records) -> dict:
     out: dict = {}
     for r in records:
-        t = out.setdefault(r.get("teacher") or "teacher", {"input": 0, "kept": 0, "correct": 0, "reject_reasons": Counter()})
+        t = out.setdefault(r.get("teacher") or "teacher",
+                           {"input": 0, "kept": 0, "correct": 0, "reject_reasons": Counter()})
         t["input"] += 1
         t["correct"] += r["verdict"] == CORRECT
         if r["reject_reason"] is None:

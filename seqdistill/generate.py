@@ -78,7 +78,8 @@ def _generate_one(cfg, store, items, done, name, model, kind, sampling, offset, 
     log.info("generate: %d prompts x %d samples with %s %s (%s) -> %s", len(items), sampling.n, name, path, kind,
              store.root)
     try:
-        return generate_into(store, items, build_prompts(cfg.prompt, items, tok, context_limit(tok, g.vllm if kind == "vllm" else None)), backend, params,
+        prompts = build_prompts(cfg.prompt, items, tok, context_limit(tok, g.vllm if kind == "vllm" else None))
+        return generate_into(store, items, prompts, backend, params,
                              batch_size=g.batch_size, max_in_flight=g.max_in_flight,
                              flush_seconds=g.flush_seconds, **common)
     finally:

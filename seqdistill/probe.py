@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .config import OpenAIConfig, RecipeConfig
 from .models import resolve
-from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
 from .records import answer_text
+from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
 from .store import Store
 from .verify import CORRECT, check_many
 
@@ -39,7 +39,8 @@ def probe_pass_rates(cfg: RecipeConfig, records: list[dict], out: Path) -> dict[
         backend, tok, path = open_backend(probe.backend, mcfg, OpenAIConfig(), probe.vllm, probe.sampling.seed)
         try:
             log.info("probe: %s answers %d prompts x %d", path, len(items), probe.sampling.n)
-            generate_into(store, items, build_prompts(cfg.prompt, items, tok, context_limit(tok)), backend, to_params(probe.sampling),
+            prompts = build_prompts(cfg.prompt, items, tok, context_limit(tok))
+            generate_into(store, items, prompts, backend, to_params(probe.sampling),
                           batch_size=probe.batch_size, task=task, model=path, tag="probe", desc="probe", done=done)
         finally:
             backend.close()

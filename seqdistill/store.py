@@ -54,7 +54,8 @@ def writer_scope(fn):
 def _owner_line(path: Path) -> str:
     try:
         o = json.loads(path.read_text())
-        return f"pid {o['pid']} on {o['host']}, `{o['cmd']}`, since {time.strftime('%H:%M:%S', time.localtime(o['since']))}"
+        since = time.strftime("%H:%M:%S", time.localtime(o["since"]))
+        return f"pid {o['pid']} on {o['host']}, `{o['cmd']}`, since {since}"
     except (OSError, ValueError, KeyError):
         return "another process"
 

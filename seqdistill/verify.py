@@ -18,8 +18,20 @@ from dataclasses import dataclass
 from fractions import Fraction
 from multiprocessing.connection import wait
 
-from .answers import (MAX_ANSWER_CHARS, TASKS, Task, choice_letter, choice_letters, extract_answer, gold_answer,
-                      is_choice, light_normalize, list_numbers, numeric_form, parse_number)
+from .answers import (
+    MAX_ANSWER_CHARS,
+    TASKS,
+    Task,
+    choice_letter,
+    choice_letters,
+    extract_answer,
+    gold_answer,
+    is_choice,
+    light_normalize,
+    list_numbers,
+    numeric_form,
+    parse_number,
+)
 
 CORRECT, WRONG, UNVERIFIABLE = "correct", "wrong", "unverifiable"
 

@@ -11,14 +11,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fakes import QuietServer
 
 from seqdistill.backends import Params
 from seqdistill.backends.vllm import VLLMBackend, _cpu_defaults, map_output, sampling_kwargs
 from seqdistill.errors import ConfigError, SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.store import Store
-
-from fakes import QuietServer
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):

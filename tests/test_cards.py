@@ -6,14 +6,13 @@ import json
 
 import datasets
 import pytest
+from conftest import cli
 from huggingface_hub import DatasetCard
 
 from seqdistill.cards import push, push_plan
 from seqdistill.errors import ConfigError, DataError
 from seqdistill.filter import run_filter
 from seqdistill.generate import run_generate
-
-from conftest import cli
 
 
 @pytest.fixture

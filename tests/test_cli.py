@@ -51,8 +51,8 @@ def test_check_explains_a_verdict(tmp_path):
 
 
 def test_eval_and_filter_commands_print_their_reports(tmp_path, tiny):
-    from conftest import recipe
     import yaml
+    from conftest import recipe
 
     data = recipe(tmp_path, tiny, eval={"data": {"synthetic": {"n": 2, "split": "test"}, "task": "arithmetic"},
                                         "models": ["student"], "sampling": {"n": 1, "max_tokens": 4}})

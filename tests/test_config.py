@@ -1,9 +1,8 @@
 import pytest
+from conftest import schema_fields
 
 from seqdistill.config import RecipeConfig, load_recipe, stage_hash, validate
 from seqdistill.errors import ConfigError
-
-from conftest import schema_fields
 
 
 def write(tmp_path, text):

@@ -3,11 +3,10 @@
 import json
 
 import pytest
+from conftest import REPO
 
 from seqdistill.config import load_recipe
 from seqdistill.pipeline import run_pipeline
-
-from conftest import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -1,14 +1,12 @@
 import json
 
 import pytest
+from fakes import rec, write_generate_output
 
 from seqdistill.config import validate
 from seqdistill.errors import DataError, SeqdistillError
 from seqdistill.filter import run_filter
 from seqdistill.store import Store
-
-from fakes import rec, write_generate_output
-
 
 BASE = "we start from forty apples, then two more arrive in a basket, so forty plus two gives 42."
 

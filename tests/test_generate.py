@@ -6,13 +6,12 @@ import time
 
 import numpy as np
 import pytest
+from conftest import REPO, write_recipe
 
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.records import decode_topk, encode_topk
 from seqdistill.store import Store
-
-from conftest import REPO, write_recipe
 
 
 def records(out):
@@ -139,7 +138,8 @@ def test_topk_encoding_round_trips():
     ids = np.array([[5, 3, 1], [2, 9, 4]], dtype=np.int64)
     lps = np.array([[-0.1, -2.5, -3.0], [-0.7, -0.9, -5.25]], dtype=np.float64)
     cols = encode_topk(ids, lps)
-    assert cols["logprobs_k"] == 3 and len(cols["teacher_topk_ids"]) == 4 * 6 and len(cols["teacher_topk_logprobs"]) == 2 * 6
+    assert cols["logprobs_k"] == 3 and len(cols["teacher_topk_ids"]) == 4 * 6
+    assert len(cols["teacher_topk_logprobs"]) == 2 * 6
     got_ids, got_lps = decode_topk(cols)
     assert got_ids.dtype == np.int32 and (got_ids == ids).all()
     np.testing.assert_allclose(got_lps, lps, atol=2e-3)  # float16 storage

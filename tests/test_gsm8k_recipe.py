@@ -5,12 +5,11 @@ the budget is too short for correct answers, so the filter keeps traces whatever
 import json
 
 import pytest
+from conftest import REPO
 
 from seqdistill.config import load_recipe
 from seqdistill.data import load_prompts
 from seqdistill.pipeline import run_pipeline
-
-from conftest import REPO
 
 pytestmark = pytest.mark.slow
 RECIPE = REPO / "recipes" / "gsm8k" / "cpu-qwen1.5b-to-0.5b.yaml"

@@ -4,15 +4,14 @@ import math
 
 import pytest
 import torch
+from conftest import build_model, build_tokenizer
+from test_sft import kept_dir
 from transformers import AutoModelForCausalLM
 
 from seqdistill.errors import ConfigError, SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.kd import check_vocab, run_kd
 from seqdistill.train import build_trainer
-
-from conftest import build_model, build_tokenizer
-from test_sft import kept_dir
 
 TRAIN = {"max_steps": 8, "learning_rate": 5e-3, "max_length": 256, "per_device_train_batch_size": 4,
          "warmup_ratio": 0.0, "lr_scheduler_type": "constant", "save_steps": 1000}
@@ -76,8 +75,9 @@ def test_online_kd_with_padded_teacher_vocab(make_cfg, tiny, tmp_path):
 
 def test_online_chunked_loss_equals_unchunked(make_cfg, tiny, tmp_path):
     kept_dir(tmp_path / "run" / "filter")
-    from seqdistill.kd import _load_teacher, _make_kd_trainer
     import functools
+
+    from seqdistill.kd import _load_teacher, _make_kd_trainer
 
     vals = []
     for chunk in (7, 10_000):
@@ -272,10 +272,10 @@ def test_on_policy_reads_max_length_as_the_row_bound(make_cfg, tiny, tmp_path):
 
     with pytest.raises(SeqdistillError, match="max_new_tokens 64 must be below max_length 64"):
         make_cfg(kd={"mode": "on-policy", "max_length": 64, "max_new_tokens": 64})
+    from fakes import rec
+
     from seqdistill.records import FILTER_SCHEMA
     from seqdistill.store import Store
-
-    from fakes import rec
 
     store = Store(tmp_path / "kept")
     store.prepare("filter", "h", {})

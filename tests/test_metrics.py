@@ -104,10 +104,10 @@ def test_paired_ci_is_tighter_than_unpaired_when_models_agree():
 
 def test_maj_at_k_groups_votes_through_the_verifier(make_cfg, tmp_path):
     """\\frac{1}{2}, 0.5, 3, 3 with gold 1/2: two groups of two, a tie, so maj@4 = 1/2 (string grouping gave 0)."""
+    from fakes import rec, write_generate_output
+
     from seqdistill.evaluate import score_model
     from seqdistill.store import Store
-
-    from fakes import rec, write_generate_output
 
     cfg = make_cfg(eval={"data": {"synthetic": {"n": 1, "split": "test"}, "task": "math"},
                          "sampling": {"n": 4, "temperature": 1.0}})

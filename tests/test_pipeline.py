@@ -9,14 +9,13 @@ import time
 
 import pytest
 import yaml
+from conftest import REPO, recipe
 
 from seqdistill.config import validate
 from seqdistill.errors import ConfigError, SeqdistillError
 from seqdistill.evaluate import distillation_summary, run_eval
 from seqdistill.pipeline import run_pipeline
 from seqdistill.store import Store
-
-from conftest import REPO, recipe
 
 KEEP_ALL = {"require_correct": False, "drop_truncated": False, "drop_unclosed_think": False,
             "require_boxed": False, "drop_garbage": False, "dedup": False, "num_workers": 1}

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from seqdistill.chat import load_template
 from seqdistill.config import load_recipe
 from seqdistill.verify import get_task
-
-from conftest import REPO
 
 RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "accelerate" not in p.parts)
 LAUNCHERS = sorted((REPO / "recipes" / "accelerate").glob("*.yaml"))

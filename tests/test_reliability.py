@@ -7,12 +7,11 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from fakes import rec
 
 from seqdistill.errors import SeqdistillError
-from seqdistill.store import Store
-
-from fakes import rec
 from seqdistill.records import RECORD_SCHEMA
+from seqdistill.store import Store
 
 
 def _store(tmp_path, n=3):
@@ -57,8 +56,9 @@ def test_generate_redoes_exactly_the_prompts_of_a_damaged_shard(make_cfg, tmp_pa
     full = sorted((r["prompt_id"], r["sample_index"]) for r in store.records())
     victim = store.shard_files()[0]
     victim.write_bytes(victim.read_bytes()[:100])
-    from seqdistill.store import MANIFEST
     import json
+
+    from seqdistill.store import MANIFEST
 
     m = json.loads((out / MANIFEST).read_text())
     m["complete"] = False
@@ -580,11 +580,11 @@ def test_sft_damage_and_unfinished_work_of_another_config(make_cfg, tmp_path):
     """An empty trainer_state.json is a checkpoint cut off while saving (skipped, not a crash); a truncated
     model.safetensors is not a finished model (eval refuses it, a rerun saves it again); an unfinished sft of
     another config with checkpoints is refused without --overwrite, not deleted."""
+    from test_sft import kept_dir
+
     from seqdistill.evaluate import run_eval
     from seqdistill.sft import run_sft
     from seqdistill.train import last_checkpoint
-
-    from test_sft import kept_dir
 
     kept_dir(tmp_path / "run" / "filter")
     sft = {"max_steps": 2, "save_steps": 1, "max_length": 128, "learning_rate": 1e-3}

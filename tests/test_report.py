@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO, cli, recipe
 
 from seqdistill.config import validate
 from seqdistill.errors import DataError
 from seqdistill.pipeline import run_pipeline
 from seqdistill.report import collect, write_report
-
-from conftest import REPO, cli, recipe
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 

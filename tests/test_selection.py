@@ -3,12 +3,11 @@
 import json
 
 import pytest
+from fakes import rec, write_generate_output
 
 from seqdistill.errors import SeqdistillError
 from seqdistill.filter import run_filter
 from seqdistill.store import Store
-
-from fakes import rec, write_generate_output
 
 
 def _filter(make_cfg, tmp_path, records, overwrite=False, **filt):

@@ -2,14 +2,13 @@ import json
 
 import pytest
 import torch
+from fakes import rec
 
 from seqdistill.errors import ConfigError, DataError
 from seqdistill.records import FILTER_SCHEMA
 from seqdistill.sft import inspect_sft, run_sft
-from seqdistill.train import build_trainer
 from seqdistill.store import Store
-
-from fakes import rec
+from seqdistill.train import build_trainer
 
 
 def kept_dir(root, n=8, system=False):

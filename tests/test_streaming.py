@@ -9,12 +9,11 @@ from http.server import BaseHTTPRequestHandler
 
 import pyarrow.parquet as pq
 import pytest
+from fakes import QuietServer
 
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.store import Store
-
-from fakes import QuietServer
 
 
 class SlowServer(BaseHTTPRequestHandler):

@@ -2,11 +2,10 @@
 (tokens/s is ours, so our callback must run before the trackers)."""
 
 import pytest
+from test_kd import TRAIN
 
 from seqdistill.generate import run_generate
 from seqdistill.kd import run_kd
-
-from test_kd import TRAIN
 
 pytest.importorskip("tensorboard")
 

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import REPO, write_recipe
+from safetensors.torch import load_file
 from test_sft import kept_dir
 
 pytestmark = pytest.mark.slow

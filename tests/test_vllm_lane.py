@@ -10,7 +10,6 @@ import time
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, build_model, recipe
 
 pytestmark = pytest.mark.vllm

@@ -147,7 +147,8 @@ for gold, right, wrong in [("2\\sqrt{2}", ["\\sqrt{8}", "2 \\sqrt 2"], ["2\\sqrt
         add("expression", gold, w, "math", "wrong")
 
 # text answers, degrees and units in MATH
-for gold, right, wrong in [("\\text{Evelyn}", ["\\text{Evelyn}", "\\text{ Evelyn }"], ["\\text{Evelin}", "\\text{Bob}"]),
+for gold, right, wrong in [("\\text{Evelyn}", ["\\text{Evelyn}", "\\text{ Evelyn }"],
+                            ["\\text{Evelin}", "\\text{Bob}"]),
                            ("90^\\circ", ["90", "90^{\\circ}", "90°"], ["45", "45^\\circ", "9"]),
                            ("5", ["5\\text{ cm}", "5 \\text{ units}"], ["6 \\text{ cm}", "50"]),
                            ("30", ["30^\\circ", "30 \\text{ degrees}"], ["60^\\circ", "3"]),
