@@ -417,7 +417,24 @@ class RecipeConfig(Section):
 
 
 def stage_hash(cfg: RecipeConfig, *keys: str, drop: tuple[str, ...] = ()) -> str:
-    """Hash of the config sections that determine a stage's output (used for resume / skip / refuse)."""
+    """Identity of the config sections that determine a stage's output (resume / skip / refuse): store.identity
+    of the sections at their non-default values, minus the `drop` keys (which cannot change the output)."""
+    from .store import identity
+
+    payload = {}
+    for key in keys:
+        value = getattr(cfg, key)
+        payload[key] = value.model_dump(mode="json", exclude_defaults=True) if isinstance(value, BaseModel) else value
+    for dotted in drop:
+        head, _, leaf = dotted.partition(".")
+        if isinstance(payload.get(head), dict):
+            payload[head].pop(leaf, None)
+    return identity(payload)
+
+
+def legacy_stage_hash(cfg: RecipeConfig, *keys: str, drop: tuple[str, ...] = ()) -> str:
+    """The identity seqdistill <= 0.1 wrote (every key, defaults included): only to recognise its manifests
+    (Store.adopt)."""
     payload = {}
     for key in keys:
         value = getattr(cfg, key)

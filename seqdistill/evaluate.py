@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .answers import FORMAT_FORMS_EXCLUDED, answer_form
-from .config import RecipeConfig, stage_hash
+from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts
 from .errors import ConfigError, DataError
 from .labels import group_answers
@@ -27,7 +27,7 @@ from .models import load_options, resolve, set_threads
 from .overlap import OverlapIndex
 from .records import answer_text
 from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
-from .store import Store, atomic_write_parquet, atomic_write_text, writer_scope
+from .store import Store, atomic_write_parquet, atomic_write_text, identity, writer_scope
 from .verify import CORRECT, check_many, extract_answer, get_task, witness_many
 
 log = logging.getLogger(__name__)
@@ -280,14 +280,15 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     overlap = overlap_report(cfg, items)
     out = cfg.stage_dir("eval")
     Store(out).lock_writer()  # eval.json / report.md: one eval at a time per eval dir
-    base_hash = stage_hash(cfg, "prompt", drop=())
+    base_hash, legacy_base = stage_hash(cfg, "prompt"), legacy_stage_hash(cfg, "prompt")
     results, lengths, per_problem = {}, {}, {}
     for label, mcfg in refs:
         path = paths[label]
         sub = Store(out / label)
-        chash = hashlib.sha256(json.dumps([base_hash, bench.model_dump(mode="json"),
-                                           e.sampling.model_dump(), e.backend, fingerprint(path)]).encode()
-                               ).hexdigest()[:16]
+        fp = fingerprint(path)
+        chash = identity(base_hash, bench, e.sampling, e.backend, fp)
+        sub.adopt(hashlib.sha256(json.dumps([legacy_base, bench.model_dump(mode="json"), e.sampling.model_dump(),
+                                             e.backend, fp]).encode()).hexdigest()[:16], chash)
         sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
         m = sub.manifest()
         skey = speed_key(cfg, path)

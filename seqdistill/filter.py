@@ -14,13 +14,13 @@ from pathlib import Path
 
 from .cards import write_filter_card
 from .chat import load_template, split_reasoning
-from .config import RecipeConfig, stage_hash
+from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts
 from .errors import ConfigError, DataError
 from .labels import apply_labels, majority_labels
 from .overlap import OverlapIndex, jaccard, ngrams
 from .records import FILTER_SCHEMA, answer_text
-from .store import Store, atomic_write_text, require_stage_output, writer_scope
+from .store import Store, atomic_write_text, identity, require_stage_output, writer_scope
 from .verify import CORRECT, UNVERIFIABLE, WRONG, check_many, get_task
 
 log = logging.getLogger(__name__)
@@ -254,9 +254,10 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
                 "rate is 0 or 1, so the band would keep all or nothing. Generate with n >= 2 or drop the band")
     out = cfg.stage_dir("filter")
     store = Store(out, "kept")
-    chash = stage_hash(cfg, "filter", "prompt", drop=("filter.output_dir", "filter.num_workers",
-                                                       "filter.input_dir"))
-    chash = f"{chash}-{source.manifest()['config_hash']}"
+    drop = ("filter.output_dir", "filter.num_workers", "filter.input_dir")
+    upstream = source.manifest()["config_hash"]  # chained: another generate output is another filter identity
+    chash = identity(stage_hash(cfg, "filter", "prompt", drop=drop), upstream)
+    store.adopt(f"{legacy_stage_hash(cfg, 'filter', 'prompt', drop=drop)}-{upstream}", chash)
     resumed = store.prepare("filter", chash, {"input_dir": str(src)}, overwrite)
     if resumed and store.is_complete() and Store(out, "rejected").is_complete():
         log.info("filter: %s already complete for this config", out)

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from .cards import write_generate_card
-from .config import RecipeConfig, stage_hash
+from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts, parse_shard, select_shard
 from .models import resolve, set_threads
 from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
@@ -28,13 +28,15 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
     set_threads(cfg.num_threads)
     i, n = parse_shard(g.shard)
     items = select_shard(load_prompts(cfg.data), g.shard)
-    chash = stage_hash(cfg, "teacher", "data", "prompt", "generate", *(["teachers"] if cfg.teachers else []),
-                       drop=("generate.output_dir", "generate.batch_size", "generate.shard", "generate.openai",
-                             "generate.max_in_flight", "generate.flush_seconds", "generate.ray"))
+    keys = ("teacher", "data", "prompt", "generate", *(["teachers"] if cfg.teachers else []))
+    drop = ("generate.output_dir", "generate.batch_size", "generate.shard", "generate.openai",
+            "generate.max_in_flight", "generate.flush_seconds", "generate.ray")
+    chash = stage_hash(cfg, *keys, drop=drop)
     for _, model, kind, _ in specs:
         if backend is None and kind != "openai":
             resolve(model.path, model.gguf_file)  # a wrong model path fails before anything is written
     store = Store(out)
+    store.adopt(legacy_stage_hash(cfg, *keys, drop=drop), chash)
     teacher_meta = specs[0][1].model_dump() if not cfg.teachers else [t.model_dump() for t in cfg.teachers]
     resumed = store.prepare("generate", chash, {
         "teacher": teacher_meta, "backend": g.backend, "sampling": g.sampling.model_dump(),

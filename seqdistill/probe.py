@@ -4,8 +4,6 @@ solves teaches it little. The samples are kept in FILTER_DIR/probe (resumable li
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -14,7 +12,7 @@ from .config import OpenAIConfig, RecipeConfig
 from .models import resolve
 from .records import answer_text
 from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
-from .store import Store
+from .store import Store, identity
 from .verify import CORRECT, check_many
 
 log = logging.getLogger(__name__)
@@ -28,9 +26,9 @@ def probe_pass_rates(cfg: RecipeConfig, records: list[dict], out: Path) -> dict[
                   for r in records}.values())
     task = records[0]["task"] if records else "math"
     path = resolve(mcfg.path, mcfg.gguf_file)
-    chash = hashlib.sha256(json.dumps([probe.model_dump(mode="json", exclude={"pass_rate_min", "pass_rate_max"}),
-                                       mcfg.model_dump(mode="json"), cfg.prompt.model_dump(mode="json")],
-                                      sort_keys=True).encode()).hexdigest()[:16]
+    # the band decides what is kept from the pass rates, not the samples: changing it reuses them
+    chash = identity(probe.model_dump(mode="json", exclude_defaults=True, exclude={"pass_rate_min", "pass_rate_max"}),
+                     mcfg, cfg.prompt)
     store = Store(out / "probe")
     # the filter dir is already this config's (run_filter prepared it); a changed probe is simply redone
     store.prepare("probe", chash, {"model": path}, overwrite=True)

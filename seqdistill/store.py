@@ -93,6 +93,27 @@ def input_fingerprint(path: str | Path) -> str:
     return man + str([(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
 
 
+def identity(*parts) -> str:
+    """A stage's identity: the one function every stage (and the eval and probe sub-stores) hashes its config
+    with, so resume / skip / refuse mean the same everywhere. Config sections count only where they differ from
+    their defaults (model_dump(exclude_defaults=True)): a key added with a default in a later seqdistill leaves
+    every earlier manifest valid. The flip side, said plainly: changing a default in code does not change the
+    identity of a stage that relied on it."""
+    from pydantic import BaseModel
+
+    def canon(p):
+        if isinstance(p, BaseModel):
+            return p.model_dump(mode="json", exclude_defaults=True)
+        if isinstance(p, (list, tuple)):
+            return [canon(x) for x in p]
+        if isinstance(p, dict):
+            return {k: canon(v) for k, v in p.items()}
+        return p
+
+    blob = json.dumps([canon(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -248,6 +269,18 @@ class Store:
                         "versions": versions(), "complete": False, "parts": {}, "shards": {}, **meta}
             atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
             return False
+
+    def adopt(self, legacy_hash: str | None, config_hash: str) -> None:
+        """A manifest written under the identity of seqdistill <= 0.1 (every key hashed, defaults included) is the
+        same config when its hash equals `legacy_hash`: relabel it instead of calling it another config."""
+        if not legacy_hash or legacy_hash == config_hash or not (self.root / MANIFEST).is_file():
+            return
+        with self._lock():
+            m = self.manifest() or {}
+            if m.get("config_hash") == legacy_hash:
+                m.update(config_hash=config_hash, identity_migrated_from=legacy_hash)
+                atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
+                log.info("%s: manifest from an earlier seqdistill: same config, identity updated", self.root)
 
     def has_work(self) -> bool:
         """Anything a rerun must not delete without --overwrite: records, a model, training checkpoints."""

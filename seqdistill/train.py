@@ -15,10 +15,10 @@ import re
 import time
 from pathlib import Path
 
-from .config import RecipeConfig, TrainSection, stage_hash
+from .config import RecipeConfig, TrainSection, legacy_stage_hash, stage_hash
 from .errors import ConfigError, DataError
 from .models import load_options, load_tokenizer, resolve, set_threads
-from .store import Store, atomic_write_text, input_fingerprint, writer_scope
+from .store import Store, atomic_write_text, identity, input_fingerprint, writer_scope
 
 log = logging.getLogger(__name__)
 
@@ -410,12 +410,14 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_defa
     """Shared by sft and kd: manifest, refuse/resume, train, save, log history."""
     out = cfg.stage_dir(key)
     store = Store(out)
-    chash = stage_hash(cfg, "student", key, *hash_keys, drop=(f"{key}.output_dir",))
+    keys, drop = ("student", key, *hash_keys), (f"{key}.output_dir",)
     # chained by content: a changed upstream dataset (or start model) is a different stage identity
     upstream = [input_fingerprint(section.dataset or dataset_default)]
     if section.init_from and Path(section.init_from).exists():
         upstream.append(input_fingerprint(section.init_from))
-    chash = hashlib.sha256(f"{chash}{upstream}".encode()).hexdigest()[:16]
+    chash = identity(stage_hash(cfg, *keys, drop=drop), upstream)
+    store.adopt(hashlib.sha256(f"{legacy_stage_hash(cfg, *keys, drop=drop)}{upstream}".encode()).hexdigest()[:16],
+                chash)
     if store.is_complete(chash) and not overwrite:
         log.info("%s: %s already holds the trained model for this config", key, out)
         return out / "model"

@@ -108,3 +108,41 @@ def test_revision_trust_remote_code_and_dtype_reach_every_load(make_cfg, tiny, m
     assert "tok" in kinds and kinds.count("model") == 2
     for _, kw in seen:
         assert kw.get("revision") == "main" and kw.get("trust_remote_code") is True
+
+
+def test_a_key_added_with_a_default_leaves_the_identity_unchanged():
+    """Stage identity hashes sections at their non-default values: a later seqdistill that adds a key with a
+    default (here a subclass with one more field) computes the same identity for every existing recipe."""
+    from pydantic import Field, create_model
+
+    from seqdistill.config import SamplingConfig
+    from seqdistill.store import identity
+
+    Newer = create_model("Newer", __base__=SamplingConfig, new_knob=(int, Field(7, description="added later")))
+    assert identity(SamplingConfig(n=2, temperature=0.7)) == identity(Newer(n=2, temperature=0.7))
+    assert identity(SamplingConfig(n=2)) != identity(SamplingConfig(n=3))
+    assert identity(Newer(n=2, new_knob=8)) != identity(SamplingConfig(n=2))  # set, it counts
+
+
+def test_manifests_of_the_earlier_identity_are_adopted_not_refused(make_cfg):
+    """A finished generate written by seqdistill <= 0.1 (its hash covered every key) resumes under the new
+    identity, without --overwrite and without regenerating anything."""
+    import json
+
+    from seqdistill.config import legacy_stage_hash
+    from seqdistill.generate import run_generate
+    from seqdistill.store import Store
+
+    cfg = make_cfg()
+    out = run_generate(cfg)
+    drop = ("generate.output_dir", "generate.batch_size", "generate.shard", "generate.openai",
+            "generate.max_in_flight", "generate.flush_seconds", "generate.ray")
+    m = json.loads((out / "manifest.json").read_text())
+    new = m["config_hash"]
+    m["config_hash"] = legacy_stage_hash(cfg, "teacher", "data", "prompt", "generate", drop=drop)
+    (out / "manifest.json").write_text(json.dumps(m))
+    before = sorted(p.stat().st_mtime_ns for p in Store(out).shard_files())
+    run_generate(cfg)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["config_hash"] == new and m["identity_migrated_from"]
+    assert sorted(p.stat().st_mtime_ns for p in Store(out).shard_files()) == before
