@@ -172,6 +172,13 @@ class NamedTeacher(ModelConfig):
     sampling: SamplingConfig | None = Field(None, description="how this teacher samples (default: generate.sampling)")
 
 
+def _check_band(section) -> None:
+    """The pass-rate band of filter and of filter.student_probe: one rule, written once."""
+    if section.pass_rate_min > section.pass_rate_max:
+        raise ValueError(f"pass_rate_min {section.pass_rate_min} > pass_rate_max {section.pass_rate_max}: the band "
+                         "keeps nothing")
+
+
 class StudentProbe(Section):
     """Student-aware selection: the student (or a cheaper proxy) answers every prompt k times with the same
     verifier; prompts it already solves teach it little."""
@@ -186,9 +193,7 @@ class StudentProbe(Section):
 
     @model_validator(mode="after")
     def _band(self):
-        if self.pass_rate_min > self.pass_rate_max:
-            raise ValueError(f"pass_rate_min {self.pass_rate_min} > pass_rate_max {self.pass_rate_max}: the band "
-                             "keeps nothing")
+        _check_band(self)
         if self.backend == "openai":
             raise ValueError("backend: openai is not supported for the probe (use hf or vllm)")
         return self
@@ -230,9 +235,11 @@ class FilterConfig(Section):
 
     @model_validator(mode="after")
     def _bands(self):
-        if self.pass_rate_min > self.pass_rate_max:
-            raise ValueError(f"pass_rate_min {self.pass_rate_min} > pass_rate_max {self.pass_rate_max}: the band "
-                             "keeps nothing")
+        _check_band(self)
+        if self.select != "all" and self.k is None:
+            raise ValueError(f"select: {self.select} needs k (traces per prompt)")
+        if self.select == "all" and self.k is not None:
+            raise ValueError("k is only read with select: first_k or shortest_k")
         return self
 
 

@@ -241,7 +241,6 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     for t in set(source.column("task")):
         get_task(t)
     golds = source.column("gold")
-    f = cfg.filter
     if all(g is None or g == "" for g in golds) and not f.majority_labels:
         raise DataError(f"{src}: no record has a gold answer, nothing can be verified; "
                         "set data.fields.answer when generating, or filter.majority_labels: true")

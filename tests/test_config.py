@@ -146,3 +146,13 @@ def test_manifests_of_the_earlier_identity_are_adopted_not_refused(make_cfg):
     m = json.loads((out / "manifest.json").read_text())
     assert m["config_hash"] == new and m["identity_migrated_from"]
     assert sorted(p.stat().st_mtime_ns for p in Store(out).shard_files()) == before
+
+
+def test_filter_select_and_k_go_together(make_cfg):
+    from seqdistill.errors import SeqdistillError
+
+    with pytest.raises(SeqdistillError, match="select: shortest_k needs k"):
+        make_cfg(filter={"select": "shortest_k"})
+    with pytest.raises(SeqdistillError, match="k is only read with select"):
+        make_cfg(filter={"k": 2})
+    assert make_cfg(filter={"select": "first_k", "k": 1}).filter.k == 1
