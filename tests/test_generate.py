@@ -143,3 +143,25 @@ def test_topk_encoding_round_trips():
     got_ids, got_lps = decode_topk(cols)
     assert got_ids.dtype == np.int32 and (got_ids == ids).all()
     np.testing.assert_allclose(got_lps, lps, atol=2e-3)  # float16 storage
+
+
+def test_hf_samples_do_not_depend_on_their_batch(tiny):
+    """The hf backend used to seed a whole batch with its first prompt's id: a prompt's samples changed with the
+    prompts batched beside it. Each sequence now has its own random stream."""
+    from seqdistill.backends import Params, PromptIn
+    from seqdistill.backends.hf import HFBackend
+
+    be = HFBackend(str(tiny["student"]), tiny["tok"], dtype="float32")
+    tok = tiny["tok"]
+
+    def pin(i, text):
+        return PromptIn(id=i, messages=[], token_ids=tok(text, add_special_tokens=False)["input_ids"])
+
+    p = Params(n=2, temperature=1.0, top_p=0.9, top_k=50, max_tokens=12, seed=3)
+    alone = be.generate([pin("a", "Ava has three apples")], p)[0]
+    batched = be.generate([pin("z", "Zed"), pin("a", "Ava has three apples"), pin("q", "a much longer prompt here")],
+                          p)[1]
+    assert [c.token_ids for c in alone] == [c.token_ids for c in batched]
+    assert alone[0].token_ids != alone[1].token_ids  # two samples of one prompt differ
+    other = be.generate([pin("a", "Ava has three apples")], Params(**{**p.__dict__, "seed": 4}))[0]
+    assert [c.token_ids for c in other] != [c.token_ids for c in alone]

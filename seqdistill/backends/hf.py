@@ -30,6 +30,35 @@ class _TopKCapture:
         self.logprobs.append(vals.to(torch.float16).cpu())
 
 
+class _RowSampler:
+    """Sampling with one random stream per sequence, as a logits processor for greedy `generate`.
+
+    transformers samples the whole batch from one generator, so a sample would depend on which prompts share
+    its batch (and the batches are sorted by length). Here row r (prompt b, sample j) draws from its own
+    generator seeded by (seed, prompt id, j): it applies temperature, top-k and top-p to that row, draws one token
+    and leaves only that token possible, so greedy decoding takes it. The t-th token of a sample is the t-th draw
+    of its own stream, whatever else is in the batch."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, top_k: int | None):
+        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+
+    def __call__(self, input_ids, scores):
+        logits = scores.float() / self.temperature
+        if self.top_k:
+            kth = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p < 1.0:
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            cum = sorted_logits.softmax(-1).cumsum(-1)
+            drop = cum - sorted_logits.softmax(-1) >= self.top_p  # keep the smallest prefix reaching top_p
+            logits = logits.scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))
+        probs = logits.softmax(-1).cpu()
+        picks = torch.stack([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.gens)])
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(1, picks.to(scores.device), 0.0)
+
+
 class HFBackend:
     name = "hf"
 
@@ -50,19 +79,24 @@ class HFBackend:
     def generate(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
         self.tok.padding_side = "left"  # not saved with tokenizers; decoder-only generation needs it
         ids = [pr.token_ids or self.tok(pr.text, add_special_tokens=False)["input_ids"] for pr in prompts]
-        enc = self.tok.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
+        # each prompt repeated n times (row b * n + j is prompt b's sample j): greedy generate, which the per-row
+        # sampler drives, takes one sequence per input row
+        rows = [x for x in ids for _ in range(p.n)]
+        enc = self.tok.pad({"input_ids": rows}, return_tensors="pt").to(self.device)
         width = enc["input_ids"].shape[1]
+        from transformers import LogitsProcessorList
+
+        # greedy decoding; sampling is _RowSampler's, one random stream per sequence (batch-independent)
         kwargs = dict(
-            max_new_tokens=p.max_tokens, num_return_sequences=p.n, do_sample=p.temperature > 0,
+            max_new_tokens=p.max_tokens, num_return_sequences=1, do_sample=False,
+            temperature=None, top_p=None, top_k=None,
             pad_token_id=self.tok.pad_token_id, eos_token_id=self.eos_ids,
             return_dict_in_generate=True)
         if p.temperature > 0:
-            kwargs.update(temperature=p.temperature, top_p=p.top_p, top_k=p.top_k or 0)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+            seeds = [prompt_seed(p.seed, pr.id) + j for pr in prompts for j in range(p.n)]
+            kwargs["logits_processor"] = LogitsProcessorList([_RowSampler(seeds, p.temperature, p.top_p, p.top_k)])
         if p.stop:
             kwargs.update(stop_strings=p.stop, tokenizer=self.tok)
-        torch.manual_seed(prompt_seed(p.seed, prompts[0].id))
         capture = hook = None
         if p.logprobs:
             capture = _TopKCapture(p.logprobs)
