@@ -74,6 +74,9 @@ TASKS: dict[str, Task] = {
                 lenient_forms=("boxed", "answer_is", "final_latex")),
     "arithmetic": Task("raw", ("boxed", "answer_is"), "number", decimal_comma=True, plain_units=True,
                        lenient_forms=_NUMERIC_LENIENT),
+    # programs: the answer is the last fenced Python block, the gold is test code; verified by running both in
+    # the sandbox (seqdistill/sandbox.py), never by comparing text
+    "code": Task("raw", ("code_block",), "execute", lenient_forms=("code_block",)),
 }
 
 
@@ -162,6 +165,15 @@ def final_math(answer_part: str) -> str | None:
     return None
 
 
+_FENCE = re.compile(r"```[ \t]*(python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def last_code_block(answer_part: str) -> str | None:
+    """The last fenced code block (```python / ```py / ``` with no language) after the reasoning."""
+    blocks = [m.group(2) for m in _FENCE.finditer(answer_part[-200_000:])]
+    return blocks[-1] if blocks and blocks[-1].strip() else None
+
+
 def _find(form: str, answer_part: str) -> str | None:
     if form == "boxed":
         return last_boxed(answer_part)
@@ -171,6 +183,8 @@ def _find(form: str, answer_part: str) -> str | None:
     if form == "answer_is":
         m = _ANSWER_IS.findall(answer_part[-20000:])
         return m[-1].strip() if m else None
+    if form == "code_block":
+        return last_code_block(answer_part)
     if form == "final_latex":
         return final_math(answer_part)
     if form == "last_number":

@@ -208,9 +208,10 @@ def recipe_explain(key: str = typer.Argument("", help="a dotted key or section, 
 @app.command()
 def check(output: str = typer.Argument(..., help="the model's output text (or @FILE to read it from a file)"),
           gold: str = typer.Argument(..., help="the gold answer (or the dataset's answer field)"),
-          task: str = typer.Option("math", help="gsm8k | math | aime | amc | arithmetic"),
+          task: str = typer.Option("math", help="gsm8k | math | aime | amc | arithmetic | code (GOLD: test code)"),
           timeout: float = typer.Option(5.0, help="seconds math-verify may take")):
-    """Show how the verifier reads one output: extracted answer, normalised forms, path and verdict."""
+    """Show how the verifier reads one output: extracted answer, normalised forms, path and verdict. With
+    --task code the output's last Python block runs with GOLD (test code) in the sandbox."""
     from .verify import TASKS, explain
 
     if task not in TASKS:

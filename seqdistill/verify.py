@@ -191,7 +191,9 @@ def _prepare(pred_text: str, gold: str | None, task: str | Task, lenient: bool =
         return Verdict(UNVERIFIABLE, None, None, "no gold answer"), None
     pred = extract_answer(pred_text or "", t, lenient)
     if pred is None:
-        return Verdict(WRONG, None, _clean(g), "no answer"), None
+        return Verdict(WRONG, None, _clean(g), "no code block" if t.compare == "execute" else "no answer"), None
+    if t.compare == "execute":
+        return None, (pred, g)  # run in the sandbox by check_many
     if len(pred) > MAX_ANSWER_CHARS or len(g) > MAX_ANSWER_CHARS:
         return Verdict(UNVERIFIABLE, _clean(pred), _clean(g), "answer too long",
                        f"over {MAX_ANSWER_CHARS} characters"), None
@@ -359,12 +361,23 @@ def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeo
     """Check (pred_text, gold, task) triples. Fast path here, the rest in killable worker processes."""
     verdicts: list[Verdict | None] = [None] * len(items)
     slow: list[tuple[int, str, str]] = []
+    programs: list[tuple[int, str, str]] = []
     for i, (text, gold, task) in enumerate(items):
         done, pending = _prepare(text, gold, task, lenient)
         if done:
             verdicts[i] = done
+        elif (get_task(task) if isinstance(task, str) else task).compare == "execute":
+            programs.append((i, *pending))
         else:
             slow.append((i, *pending))
+    if programs:
+        from .sandbox import SandboxPool
+
+        runs = SandboxPool(workers).run_many([(prog, tests) for _, prog, tests in programs])
+        for (i, prog, tests), run in zip(programs, runs):
+            verdicts[i] = Verdict(CORRECT if run.passed else WRONG, _clean(prog, 2000), _clean(tests, 300),
+                                  run.reason, f"{run.detail} ({run.seconds:.2f} s"
+                                  + ("" if run.network_isolated else "; network not isolated") + ")")
     if slow:
         pool = _shared_pool(workers, timeout)
         try:
@@ -377,8 +390,9 @@ def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeo
             verdicts[i] = Verdict(status, _clean(pred), _clean(gold), reason,
                                   "math-verify (sympy) compared the two" if reason == "math-verify" else "")
     if stats is not None:
-        stats["fast_path"] = stats.get("fast_path", 0) + len(items) - len(slow)
+        stats["fast_path"] = stats.get("fast_path", 0) + len(items) - len(slow) - len(programs)
         stats["slow_path"] = stats.get("slow_path", 0) + len(slow)
+        stats["executed"] = stats.get("executed", 0) + len(programs)
     return verdicts  # type: ignore[return-value]
 
 
@@ -387,6 +401,8 @@ def witness_many(items: list[tuple[str, str | None, str]], workers: int = 2, tim
     reaches sympy in this process); the gold is the task's gold answer (GSM8K: the number after ####)."""
     jobs, out = [], [UNVERIFIABLE] * len(items)
     for i, (text, gold, task) in enumerate(items):
+        if (get_task(task) if isinstance(task, str) else task).compare == "execute":
+            continue  # programs have no second scorer here: the sandbox's verdict is the only one
         g = gold_answer(gold, get_task(task))
         if g is not None and len(text or "") <= 200_000:
             jobs.append((i, text or "", g, "witness"))
@@ -399,6 +415,10 @@ def witness_many(items: list[tuple[str, str | None, str]], workers: int = 2, tim
 def explain(pred_text: str, gold: str | None, task: str, timeout: float = 5.0) -> dict:
     """Everything `seqdistill check` shows: extractions, normalised forms, path and verdict."""
     t = get_task(task)
+    if t.compare == "execute":
+        v = check(pred_text, gold, t, timeout=timeout)
+        return {"task": task, "program": v.pred, "tests": v.gold, "verdict": v.status, "reason": v.reason,
+                "detail": v.detail}
     v = check(pred_text, gold, t, timeout=timeout)
     lenient = check(pred_text, gold, t, lenient=True, timeout=timeout)
     g = gold_answer(gold, t)

@@ -142,3 +142,43 @@ def test_pool_runs_programs_in_parallel_slots():
     runs = pool.run_many([(ADD, ADD_TESTS), (ADD.replace("+", "*"), ADD_TESTS)] * 3)
     assert [r.passed for r in runs] == [True, False] * 3
     assert no_process_left(0) and no_process_left(1)
+
+
+# ------------------------------------------------------------------ task: code through the verifier
+def test_code_task_verifies_the_last_python_block_by_execution():
+    from seqdistill.verify import CORRECT, WRONG, check_many
+
+    tests = "def check(candidate):\n    assert candidate(2, 3) == 5\n\ncheck(add)\n"
+    good = "<think>\nadd them\n</think>\nFirst try:\n```python\ndef add(a, b):\n    return a - b\n```\n" \
+           "Fixed:\n```python\ndef add(a, b):\n    return a + b\n```"
+    wrong = "```python\ndef add(a, b):\n    return a * b\n```"
+    no_block = "def add(a, b): return a + b"
+    thinking_only = "<think>\n```python\ndef add(a, b):\n    return a + b\n```\n"  # never closed: no answer
+    got = check_many([(t, tests, "code") for t in (good, wrong, no_block, thinking_only)], workers=2)
+    assert [v.status for v in got] == [CORRECT, WRONG, WRONG, WRONG]
+    assert [v.reason for v in got] == ["passed", "assertion failed", "no code block", "no code block"]
+
+
+def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
+    import json
+
+    from conftest import REPO
+
+    from seqdistill.verify import CORRECT, check_many
+
+    rows = [json.loads(line) for line in (REPO / "recipes" / "code" / "data" / "humaneval.jsonl").open()][:20]
+    assert len(rows) == 20 and all(r["answer"].rstrip().endswith(f"check({r['entry_point']})") for r in rows)
+    block = "```python\n{}\n```"
+    ok = check_many([(block.format(r["question"] + r["canonical_solution"]), r["answer"], "code") for r in rows])
+    assert all(v.status == CORRECT for v in ok)
+    broken = check_many([(block.format(r["question"] + "    return None\n"), r["answer"], "code") for r in rows])
+    assert not any(v.status == CORRECT for v in broken)
+
+
+def test_check_cli_explains_a_code_verdict(tmp_path):
+    from conftest import cli
+
+    out = tmp_path / "out.txt"
+    out.write_text("```python\ndef add(a, b):\n    return a - b\n```")
+    r = cli("check", f"@{out}", "assert add(1, 2) == 3", "--task", "code")
+    assert r.returncode == 0 and "assertion failed" in r.stdout and "wrong" in r.stdout
