@@ -366,6 +366,12 @@ def last_checkpoint(out: Path) -> str | None:
     return None
 
 
+def _finished(ckpt: str) -> bool:
+    """The checkpoint was taken at the run's last optimizer step."""
+    state = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+    return state.get("max_steps", 0) > 0 and state.get("global_step", 0) >= state["max_steps"]
+
+
 def save_final(trainer, tok, section: TrainSection, out: Path) -> Path:
     """Save a model that loads with AutoModelForCausalLM and stops at the end of its turn.
 
@@ -438,7 +444,17 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_defa
     log.info("%s: training %s on %d examples -> %s%s", key, path, len(trainer.train_dataset), out,
              f" ({inputs[3]['prompt_only_rows']} rows train on nothing: prompt >= max_length)"
              if inputs[3].get("prompt_only_rows") else "")
-    trainer.train(resume_from_checkpoint=ckpt)
+    if ckpt and _finished(ckpt):
+        # killed while saving the final model after the last step: the checkpoint already holds every step.
+        # Resuming would run one step past max_steps (transformers trains on from a finished state); load it
+        # and save instead.
+        from transformers.trainer_callback import TrainerState
+
+        log.info("%s: %s holds the last step; saving the model from it without training", key, ckpt)
+        trainer._load_from_checkpoint(ckpt)
+        trainer.state = TrainerState.load_from_json(str(Path(ckpt) / "trainer_state.json"))
+    else:
+        trainer.train(resume_from_checkpoint=ckpt)
     final = save_final(trainer, tok, section, out)
     if trainer.accelerator.is_main_process:
         atomic_write_text(out / "train_log.json", json.dumps(trainer.state.log_history, indent=1))

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -296,3 +297,26 @@ def test_special_token_strings_in_a_question_stay_text_in_training(sft_cfg, tmp_
     assert (run_sft(cfg) / "config.json").is_file()  # and it trains, packed or not
     assert (run_sft(sft_cfg(dataset=str(tmp_path / "evil" / "kept"), packing=True), overwrite=True)
             / "config.json").is_file()
+
+
+@pytest.mark.parametrize("lora", [None, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}])
+def test_a_run_killed_while_saving_its_final_model_does_not_train_past_max_steps(sft_cfg, lora):
+    """The last checkpoint already holds every step: the rerun saves the model from it. Resuming used to run a
+    fifth step of a 4-step run (transformers trains on from a finished state)."""
+    from safetensors.torch import load_file
+
+    cfg = sft_cfg(max_steps=4, save_steps=2, lora=lora)
+    model = run_sft(cfg)
+    out = model.parent
+    before = load_file(str(model / "model.safetensors"))
+    shutil.rmtree(model)  # killed between the last step and the end of the final save
+    m = json.loads((out / "manifest.json").read_text())
+    m["complete"] = False
+    (out / "manifest.json").write_text(json.dumps(m))
+    run_sft(cfg, resume=True)
+    log = json.loads((out / "train_log.json").read_text())
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]
+    assert Store(out).manifest()["global_step"] == 4
+    after = load_file(str(model / "model.safetensors"))
+    for k in before:
+        torch.testing.assert_close(after[k], before[k])
