@@ -23,7 +23,7 @@ from .data import load_prompts
 from .errors import ConfigError, DataError
 from .labels import group_answers
 from .metrics import paired_comparison, summarize_problems
-from .models import load_options, resolve, set_threads
+from .models import count_params, load_options, resolve, set_threads
 from .overlap import OverlapIndex
 from .records import answer_text
 from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
@@ -107,21 +107,6 @@ def param_options(cfg: RecipeConfig, label: str, mcfg) -> dict:
     if label.split(":", 1)[0] in ("sft", "kd", "final") and cfg.student is not None:
         return {"trust_remote_code": cfg.student.trust_remote_code}
     return load_options(mcfg)
-
-
-def count_params(path: str, options: dict | None = None) -> int:
-    """Parameters from the config alone (meta device): no weights loaded, tied embeddings counted once.
-    `options`: the model's revision / trust_remote_code (models.load_options), as every other load gets them."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from .models import param_count
-
-    opts = {k: v for k, v in (options or {}).items() if v}
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, **opts),
-                                                 trust_remote_code=opts.get("trust_remote_code", False))
-    return param_count(model)
 
 
 def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:

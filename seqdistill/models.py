@@ -208,3 +208,16 @@ def set_threads(num_threads: int | None) -> None:
 
 def param_count(model) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
+
+
+def count_params(path: str, options: dict | None = None) -> int:
+    """Parameters from the config alone (meta device): no weights loaded, tied embeddings counted once.
+    `options`: the model's revision / trust_remote_code (models.load_options), as every other load gets them."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    opts = {k: v for k, v in (options or {}).items() if v}
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, **opts),
+                                                 trust_remote_code=opts.get("trust_remote_code", False))
+    return param_count(model)

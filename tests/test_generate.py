@@ -99,6 +99,7 @@ def test_rerun_of_finished_config_generates_nothing(make_cfg):
     assert sorted((out / "data").iterdir()) == files
 
 
+@pytest.mark.slow  # a subprocess run, killed or timed: the full suite (.ci/run) runs it
 def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path, tiny):
     path = write_recipe(tmp_path, tiny, data={"synthetic": {"n": 40}, "task": "arithmetic"},
                         generate={"batch_size": 1, "sampling": {"n": 2, "max_tokens": 48, "temperature": 1.0}})

@@ -80,6 +80,7 @@ def test_eval_names_missing_stage_model(make_cfg):
         run_eval(make_cfg(eval={**EVAL, "models": ["final"]}))
 
 
+@pytest.mark.slow  # a subprocess run, killed or timed: the full suite (.ci/run) runs it
 def test_run_all_stages_then_kill_in_sft_and_resume(tmp_path, tiny):
     data = full_recipe(tmp_path, tiny)
     data["sft"].update(max_steps=150, save_steps=10)

@@ -8,6 +8,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+pytestmark = pytest.mark.slow  # starts a Ray instance: the full suite (.ci/run) runs it
+
 from seqdistill import distributed  # noqa: E402
 from seqdistill.data import load_prompts  # noqa: E402
 from seqdistill.generate import run_generate  # noqa: E402

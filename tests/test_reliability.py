@@ -266,6 +266,7 @@ def _recipe(tmp_path, tiny, n=12):
                         generate={"batch_size": 2, "sampling": {"n": 2, "max_tokens": 8, "temperature": 1.0}})
 
 
+@pytest.mark.slow  # a subprocess run, killed or timed: the full suite (.ci/run) runs it
 def test_kill_during_a_shard_write_then_resume(tmp_path, tiny):
     import signal
 
@@ -285,6 +286,7 @@ def test_kill_during_a_shard_write_then_resume(tmp_path, tiny):
     assert not list(data.glob(".tmp-*"))  # the dead writer's temp was cleaned
 
 
+@pytest.mark.slow  # a subprocess run, killed or timed: the full suite (.ci/run) runs it
 def test_concurrent_shards_one_writer_killed_mid_write(tmp_path, tiny):
     import signal
     import subprocess
@@ -369,6 +371,7 @@ def test_shard_writers_share_a_dir_but_not_a_shard_and_exclude_a_whole_dir_write
             p.wait()
 
 
+@pytest.mark.slow  # a subprocess run, killed or timed: the full suite (.ci/run) runs it
 def test_two_concurrent_generate_runs_write_each_record_once(tmp_path, tiny):
     """Two `seqdistill generate` on one run dir: the second exits 2 naming the first; the records are written once."""
     import subprocess

@@ -101,6 +101,7 @@ def _shown(dom: str, element: str) -> int:
     return int(re.search(rf'id="{element}" data-shown="(\d+)"', dom).group(1))
 
 
+@pytest.mark.slow  # a subprocess run, killed or timed: the full suite (.ci/run) runs it
 def test_report_in_headless_chromium_counts_and_filters(run):
     browser = _chromium()
     if browser is None:
