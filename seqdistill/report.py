@@ -157,10 +157,19 @@ def _histogram_svg(groups: dict[str, list[int]], width: int = 560, height: int =
                          f"width='{bw / len(counts) - 1:.1f}' height='{h:.1f}' fill='{colors.get(g, '#4c72b0')}'>"
                          f"<title>{g}: {c} traces, {b * step}-{(b + 1) * step - 1} tokens</title></rect>")
     legend = " ".join(f"<tspan fill='{colors.get(g, '#4c72b0')}'>&#9632; {g} ({len(groups[g])})</tspan>" for g in groups)
-    return (f"<svg class='hist' width='{width}' height='{height}' role='img'>{''.join(parts)}"
-            f"<text x='30' y='12' font-size='12'>{legend}</text>"
-            f"<text x='30' y='{height - 4}' font-size='11'>0</text>"
-            f"<text x='{width - 60}' y='{height - 4}' font-size='11'>{step * bins} tokens</text></svg>")
+    ticks = []  # x: tokens at 0, 1/4, ..., the end; y: trace counts at 0, half, top
+    for q in range(5):
+        x = 30 + (width - 40) * q / 4
+        ticks.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{height - 20}' y2='{height - 16}' stroke='#555'/>"
+                     f"<text x='{x - 8:.1f}' y='{height - 4}' font-size='10'>{step * bins * q // 4}</text>")
+    for frac in (0, 0.5, 1):
+        y = height - 20 - (height - 30) * frac
+        ticks.append(f"<line x1='26' x2='30' y1='{y:.1f}' y2='{y:.1f}' stroke='#555'/>"
+                     f"<text x='0' y='{y + 3:.1f}' font-size='10'>{round(top * frac)}</text>")
+    return (f"<svg class='hist' width='{width}' height='{height}' role='img'>{''.join(parts)}{''.join(ticks)}"
+            f"<line x1='30' x2='{width - 10}' y1='{height - 20}' y2='{height - 20}' stroke='#555'/>"
+            f"<text x='40' y='12' font-size='12'>{legend}</text>"
+            f"<text x='{width - 120}' y='24' font-size='10'>x: output tokens, y: traces</text></svg>")
 
 
 def _eval_html(report: dict) -> str:
@@ -228,7 +237,7 @@ pre{{white-space:pre-wrap;background:#f7f7f7;padding:6px;margin:4px 0;max-height
 <h2>Traces</h2>
 <div id="controls">
 <input id="q" type="search" placeholder="search question / answer">
-verdict <select id="verdict"></select> reason <select id="reason"></select> teacher <select id="teacher"></select>
+verdict <select id="verdict"></select> reason <select id="reason"></select> <span id="teacher-filter">teacher <select id="teacher"></select></span>
 tokens <input id="minlen" type="number" style="width:70px" placeholder="min"><input id="maxlen" type="number"
 style="width:70px" placeholder="max">
 </div>
@@ -240,6 +249,7 @@ style="width:70px" placeholder="max">
 const D = JSON.parse(document.getElementById('data').textContent);
 const $ = id => document.getElementById(id);
 const esc = s => String(s ?? '').replace(/[&<>"']/g, c => ({{'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}})[c]);
+const TEACHERS = new Set(D.traces.map(t => t.teacher)).size;  // name the teacher only when there are several
 const FIELDS = ['q', 'verdict', 'reason', 'teacher', 'minlen', 'maxlen', 'show', 'pq'];
 function state() {{ return new URLSearchParams(location.hash.slice(1)); }}
 function fill(sel, values) {{
@@ -259,8 +269,8 @@ function renderTraces() {{
   $('trace-count').textContent = `${{shown.length}} of ${{D.traces.length}} traces`;
   $('trace-count').dataset.shown = shown.length;
   $('traces').innerHTML = shown.slice(0, limit).map(t => `<details class="trace" data-verdict="${{esc(t.verdict)}}">
-<summary><b>${{esc(t.id)}}</b> #${{t.i}} <span class="v-${{esc(t.verdict)}}">${{esc(t.verdict)}}</span> ${{esc(t.reason)}},
-${{t.tokens}} tokens, ${{esc(t.finish)}}, teacher ${{esc(t.teacher)}}</summary>
+<summary><b>${{esc(String(t.q).split(/\s+/).slice(0, 12).join(' '))}}…</b> <small>${{esc(t.id)}} #${{t.i}}</small> <span class="v-${{esc(t.verdict)}}">${{esc(t.verdict)}}</span> ${{esc(t.reason)}},
+${{t.tokens}} tokens, ${{esc(t.finish)}}${{TEACHERS > 1 ? ', teacher ' + esc(t.teacher) : ''}}</summary>
 <div><b>question</b><pre>${{esc(t.q)}}</pre><b>gold</b><pre>${{esc(t.gold)}}</pre>
 <details><summary>reasoning (${{t.reasoning.length}} chars)</summary><pre>${{esc(t.reasoning)}}</pre></details>
 <b>answer</b><pre>${{esc(t.answer)}}</pre>
@@ -304,6 +314,7 @@ function update() {{
 }}
 fill($('verdict'), D.traces.map(t => t.verdict)); fill($('reason'), D.traces.map(t => t.reason));
 fill($('teacher'), D.traces.map(t => t.teacher));
+if (TEACHERS < 2) $('teacher-filter').style.display = 'none';
 for (const f of FIELDS) if ($(f)) $(f).addEventListener('input', update);
 $('more').onclick = () => {{ limit += 100; render(); }};
 window.addEventListener('hashchange', render);
