@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 from .config import RecipeConfig
 from .errors import ConfigError, DataError
 from .kd_loss import IGNORE_INDEX, kd_loss
-from .models import default_device, load_options, load_tokenizer, pick_dtype, resolve
+from .models import default_device, load_causal_lm, load_options, load_tokenizer, pick_dtype, resolve
 from .records import decode_topk, has_topk
 from .train import dataset_files, load_messages, student_source, train_stage
 
@@ -246,11 +246,10 @@ def prompt_dataset(source: str, tok=None, max_length: int | None = None, max_new
 
 
 def _load_teacher(cfg: RecipeConfig):
-    from transformers import AutoModelForCausalLM
 
     teacher = cfg.need("teacher")
     path = resolve(teacher.path, teacher.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(teacher.dtype, default_device()),
+    model = load_causal_lm(path, dtype=pick_dtype(teacher.dtype, default_device()),
                                                  **load_options(teacher))
     for p in model.parameters():
         p.requires_grad_(False)

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -221,3 +221,20 @@ def count_params(path: str, options: dict | None = None) -> int:
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, **opts),
                                                  trust_remote_code=opts.get("trust_remote_code", False))
     return param_count(model)
+
+
+def load_causal_lm(path: str, **kwargs):
+    """AutoModelForCausalLM.from_pretrained, with one line naming the folder when its weights cannot be read
+    (garbage or truncated safetensors, a config for an unknown architecture) instead of a library traceback."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError, EnvironmentError) as exc:
+        msg = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DataError(f"{path}: cannot load the model ({type(exc).__name__}: {msg})") from None
+    except Exception as exc:  # safetensors' SafetensorError and the like: not builtin exception types
+        if type(exc).__module__.split(".")[0] not in ("safetensors", "transformers", "huggingface_hub"):
+            raise
+        msg = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DataError(f"{path}: cannot load the model ({type(exc).__name__}: {msg})") from None

@@ -215,7 +215,7 @@ def _eval_html(report: dict) -> str:
     return f"{note}<table id='evaltable'>{head}{''.join(rows)}</table>{svg}{ptable}"
 
 
-PAGE = """<!doctype html>
+PAGE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>seqdistill run: {title}</title>
 <style>
 body{{font:14px/1.4 system-ui,sans-serif;margin:20px auto;max-width:1200px;color:#222}}

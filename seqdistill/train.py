@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import RecipeConfig, TrainSection, legacy_stage_hash, stage_hash
 from .errors import ConfigError, DataError
-from .models import load_options, load_tokenizer, resolve, set_threads
+from .models import load_causal_lm, load_options, load_tokenizer, resolve, set_threads
 from .store import Store, atomic_write_text, identity, input_fingerprint, writer_scope
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,6 @@ def load_student(path: str, section: TrainSection, key: str, mcfg=None, from_fol
     from it or from a trained folder of it (`from_folder`: init_from, e.g. KD from the SFT student); its revision
     only when loading the student itself."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     opts = load_options(mcfg)
     if from_folder:
@@ -240,7 +239,7 @@ def load_student(path: str, section: TrainSection, key: str, mcfg=None, from_fol
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=torch.bfloat16)
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return load_causal_lm(path, **kwargs)
 
 
 class ThroughputCallback:

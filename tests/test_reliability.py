@@ -624,3 +624,15 @@ def test_eval_model_paths_get_safe_distinct_labels(make_cfg, tiny, tmp_path):
         model_refs(make_cfg(eval={"models": [str(a), str(b)]}))
     (label, _), = model_refs(make_cfg(eval={"models": [str(a / "..")]}))
     assert label == "a"  # the folder's real name, never '..' (which named the run dir itself)
+
+
+def test_garbage_teacher_weights_are_one_line(make_cfg, tiny, tmp_path):
+    import shutil
+
+    from seqdistill.generate import run_generate
+
+    bad = tmp_path / "bad-teacher"
+    shutil.copytree(tiny["teacher"], bad)
+    (bad / "model.safetensors").write_bytes(b"\x00garbage, not safetensors" * 100)
+    with pytest.raises(SeqdistillError, match="bad-teacher: cannot load the model"):
+        run_generate(make_cfg(teacher={"path": str(bad), "dtype": "float32"}))

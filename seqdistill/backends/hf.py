@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import torch
 
-from ..models import default_device, pick_dtype
+from ..models import default_device, load_causal_lm, pick_dtype
 from . import Completion, Params, PromptIn, prompt_seed, truncate_at_stop
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,10 @@ class HFBackend:
 
     def __init__(self, model_path: str, tokenizer, dtype: str = "auto", device: str | None = None,
                  model=None, load_options: dict | None = None, **_):
-        from transformers import AutoModelForCausalLM
 
         self.device = device or default_device()
         self.tok = tokenizer
-        self.model = model or AutoModelForCausalLM.from_pretrained(
+        self.model = model or load_causal_lm(
             model_path, dtype=pick_dtype(dtype, self.device), **(load_options or {})).to(self.device)
         self.model.eval()
         eos = self.model.generation_config.eos_token_id
