@@ -274,32 +274,33 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         chash = identity(base_hash, bench, e.sampling, e.backend, fp)
         sub.adopt(hashlib.sha256(json.dumps([legacy_base, bench.model_dump(mode="json"), e.sampling.model_dump(),
                                              e.backend, fp]).encode()).hexdigest()[:16], chash)
-        sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
-        m = sub.manifest()
-        skey = speed_key(cfg, path)
-        need_speed = e.speed_prompts > 0 and e.ray is None and (m.get("speed") or {}).get("key") != skey
-        if not m.get("complete") and e.ray is not None:
-            from .distributed import ray_generate_into
+        resumed = sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
+        with sub.clean_on_refusal(resumed):  # a refusal before any sample leaves no manifest
+            m = sub.manifest()
+            skey = speed_key(cfg, path)
+            need_speed = e.speed_prompts > 0 and e.ray is None and (m.get("speed") or {}).get("key") != skey
+            if not m.get("complete") and e.ray is not None:
+                from .distributed import ray_generate_into
 
-            ray_generate_into(sub, items, e.ray, e.backend, mcfg, e.openai, e.vllm, e.sampling.seed,
-                              cfg.prompt, to_params(e.sampling), task=bench.task, model=path, tag="s0of1",
-                              desc=f"eval {label}", threads=cfg.num_threads)
-            m = sub.update_manifest(complete=True)
-        if not m.get("complete") or need_speed:
-            backend, tok, _ = open_backend(e.backend, mcfg, e.openai, e.vllm, e.sampling.seed)
-            try:
-                prompts = build_prompts(cfg.prompt, items, tok,
-                                        context_limit(tok, e.vllm if e.backend == "vllm" else None))
-                if not m.get("complete"):
-                    generate_into(sub, items, prompts, backend, to_params(e.sampling), batch_size=e.batch_size,
-                                  task=bench.task, model=path, tag="s0of1", desc=f"eval {label}")
-                    m = sub.update_manifest(complete=True)
-                if need_speed:
-                    speed = measure_speed(backend, prompts[:e.speed_prompts], to_params(e.sampling),
-                                          e.speed_repeats, label)
-                    m = sub.update_manifest(speed={"key": skey, **speed})
-            finally:
-                backend.close()
+                ray_generate_into(sub, items, e.ray, e.backend, mcfg, e.openai, e.vllm, e.sampling.seed,
+                                  cfg.prompt, to_params(e.sampling), task=bench.task, model=path, tag="s0of1",
+                                  desc=f"eval {label}", threads=cfg.num_threads)
+                m = sub.update_manifest(complete=True)
+            if not m.get("complete") or need_speed:
+                backend, tok, _ = open_backend(e.backend, mcfg, e.openai, e.vllm, e.sampling.seed)
+                try:
+                    prompts = build_prompts(cfg.prompt, items, tok,
+                                            context_limit(tok, e.vllm if e.backend == "vllm" else None))
+                    if not m.get("complete"):
+                        generate_into(sub, items, prompts, backend, to_params(e.sampling), batch_size=e.batch_size,
+                                      task=bench.task, model=path, tag="s0of1", desc=f"eval {label}")
+                        m = sub.update_manifest(complete=True)
+                    if need_speed:
+                        speed = measure_speed(backend, prompts[:e.speed_prompts], to_params(e.sampling),
+                                              e.speed_repeats, label)
+                        m = sub.update_manifest(speed={"key": skey, **speed})
+                finally:
+                    backend.close()
         metrics, recs = score_model(sub, cfg)
         speed = m.get("speed") or {}
         metrics.update(model=path, params=count_params(path, param_options(cfg, label, mcfg)),

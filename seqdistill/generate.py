@@ -50,7 +50,8 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
         if resumed and all(it["id"] in done for it in items):
             log.info("%s: %s: shard %d/%d already complete (%d prompts)", out, name, i, n, len(items))
         else:
-            stats = _generate_one(cfg, store, items, done, name, model, kind, sampling, offset, backend, i, n)
+            with store.clean_on_refusal(resumed):
+                stats = _generate_one(cfg, store, items, done, name, model, kind, sampling, offset, backend, i, n)
             log.info("generate: %s wrote %d prompts, %d tokens (%.1f tok/s)%s", name, stats["new_prompts"],
                      stats["new_tokens"], stats["tokens_per_s"] or 0, " on Ray" if g.ray else "")
         offset += sampling.n

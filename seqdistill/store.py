@@ -282,6 +282,19 @@ class Store:
                 atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
                 log.info("%s: manifest from an earlier seqdistill: same config, identity updated", self.root)
 
+    @contextlib.contextmanager
+    def clean_on_refusal(self, resumed: bool):
+        """A stage that refuses (a SeqdistillError) before writing anything leaves no manifest behind: the dir is
+        as it was before the run (a resumed dir keeps its manifest)."""
+        from .errors import SeqdistillError
+
+        try:
+            yield
+        except SeqdistillError:
+            if not resumed and not self.has_work():
+                (self.root / MANIFEST).unlink(missing_ok=True)
+            raise
+
     def has_work(self) -> bool:
         """Anything a rerun must not delete without --overwrite: records, a model, training checkpoints."""
         return bool(self.shard_files() or any(self.root.glob("*/*.parquet")) or (self.root / "model").exists()

@@ -475,6 +475,7 @@ def test_a_question_longer_than_the_context_is_refused_by_id_before_generating(m
     with pytest.raises(SeqdistillError, match="prompt 'huge': .* tokens, the model's context is"):
         run_generate(cfg)
     assert Store(cfg.stage_dir("generate")).count() == 0
+    assert not (cfg.stage_dir("generate") / "manifest.json").exists()  # a refusal leaves no manifest behind
 
 
 def test_report_out_must_be_a_file_in_an_existing_folder(tmp_path):
