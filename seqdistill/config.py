@@ -340,7 +340,7 @@ class EvalConfig(Section):
         description="how every model samples (k = sampling.n)")
     batch_size: int = Field(8, ge=1, description="prompts per batch")
     vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
-    speed_prompts: int = Field(16, ge=0, description="speed is timed on the first N eval prompts as one batch, "
+    speed_prompts: int = Field(8, ge=0, description="speed is timed on the first N eval prompts as one batch, "
                                                      "after a warm-up, apart from the scored samples (0: no timing)")
     speed_repeats: int = Field(3, ge=1, description="timed passes per model; tok/s is their median, the spread "
                                                     "their min-max")
