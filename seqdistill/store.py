@@ -188,6 +188,8 @@ class Store:
         import sys
 
         self.root.mkdir(parents=True, exist_ok=True)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0":
+            return  # one distributed job (torchrun / accelerate): its rank 0 holds the lock for all its ranks
         i, n = (int(x) for x in shard.split("/")) if shard else (0, 1)
         locks = [(self.root / ".writer.lock", fcntl.LOCK_SH if n > 1 else fcntl.LOCK_EX)]
         if n > 1:
