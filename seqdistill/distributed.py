@@ -37,6 +37,12 @@ class Replica:
         self.backend, self.tok, self.path = open_backend(kind, ModelConfig(**model), OpenAIConfig(**openai),
                                                          vllm, seed)
 
+    def node_id(self) -> str:
+        """The Ray node this replica runs on (logs, and the node-loss test)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def run(self, items: list[dict], params: Params, task: str, model: str, teacher: str = "teacher",
             offset: int = 0) -> tuple[list[dict], float]:
         from .sampling import build_prompts, sample
