@@ -637,3 +637,54 @@ def test_garbage_teacher_weights_are_one_line(make_cfg, tiny, tmp_path):
     (bad / "model.safetensors").write_bytes(b"\x00garbage, not safetensors" * 100)
     with pytest.raises(SeqdistillError, match="bad-teacher: cannot load the model"):
         run_generate(make_cfg(teacher={"path": str(bad), "dtype": "float32"}))
+
+
+@pytest.mark.slow  # a subprocess killed with -9
+def test_verifier_workers_die_with_their_parent(tmp_path):
+    """A killed filter used to leave its verifier worker processes running: they now die with the parent."""
+    import signal
+    import subprocess
+    import sys
+
+    # the worker is busy (sympy on a tower of powers) when the parent dies: an idle one would see its pipe close
+    code = ("import threading, time\nfrom seqdistill.verify import check_many, _POOLS\n"
+            "threading.Thread(target=check_many, args=([('<think>x</think> \\\\boxed{9^{9^{9^{9}}}}', '1', "
+            "'math')],), kwargs={'workers': 1, 'timeout': 120}, daemon=True).start()\n"
+            "while not _POOLS:\n    time.sleep(0.05)\ntime.sleep(1)\n"
+            "print(' '.join(str(w['proc'].pid) for p in _POOLS.values() for w in p.procs), flush=True)\n"
+            "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    workers = [int(x) for x in parent.stdout.readline().split()]
+    assert workers and all(os.path.exists(f"/proc/{w}") for w in workers)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_copied_run_dir_keeps_its_eval_samples(make_cfg, tmp_path):
+    """eval's model fingerprint included the folder path and mtimes: a copied run dir re-generated (or refused)
+    its own models' samples. It now hashes the weights' names, sizes and content ends only."""
+    import shutil
+
+    from seqdistill.evaluate import fingerprint
+
+    a = tmp_path / "a" / "model"
+    a.mkdir(parents=True)
+    (a / "model.safetensors").write_bytes(os.urandom(1 << 16))
+    b = tmp_path / "copy" / "model"
+    shutil.copytree(a, b)
+    os.utime(b / "model.safetensors", (1, 1))
+    assert fingerprint(str(a)) == fingerprint(str(b))
+    (b / "model.safetensors").write_bytes(os.urandom(1 << 16))  # retrained: same size, other weights
+    assert fingerprint(str(a)) != fingerprint(str(b))
