@@ -26,7 +26,7 @@ from .metrics import paired_comparison, summarize_problems
 from .models import count_params, load_options, resolve, set_threads
 from .overlap import OverlapIndex
 from .records import answer_text
-from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
+from .sampling import Engine, sample_into, to_params
 from .store import Store, atomic_write_parquet, atomic_write_text, identity, writer_scope
 from .verify import CORRECT, check_many, extract_answer, get_task, witness_many
 
@@ -279,28 +279,20 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
             m = sub.manifest()
             skey = speed_key(cfg, path)
             need_speed = e.speed_prompts > 0 and e.ray is None and (m.get("speed") or {}).get("key") != skey
-            if not m.get("complete") and e.ray is not None:
-                from .distributed import ray_generate_into
-
-                ray_generate_into(sub, items, e.ray, e.backend, mcfg, e.openai, e.vllm, e.sampling.seed,
-                                  cfg.prompt, to_params(e.sampling), task=bench.task, model=path, tag="s0of1",
-                                  desc=f"eval {label}", threads=cfg.num_threads)
-                m = sub.update_manifest(complete=True)
             if not m.get("complete") or need_speed:
-                backend, tok, _ = open_backend(e.backend, mcfg, e.openai, e.vllm, e.sampling.seed)
-                try:
-                    prompts = build_prompts(cfg.prompt, items, tok,
-                                            context_limit(tok, e.vllm if e.backend == "vllm" else None))
-                    if not m.get("complete"):
-                        generate_into(sub, items, prompts, backend, to_params(e.sampling), batch_size=e.batch_size,
-                                      task=bench.task, model=path, tag="s0of1", desc=f"eval {label}")
-                        m = sub.update_manifest(complete=True)
+                engine = Engine(e.backend, e.vllm, e.openai, e.ray, e.batch_size, threads=cfg.num_threads)
+
+                def timed(backend, prompts, label=label, skey=skey):  # while the engine is open
                     if need_speed:
                         speed = measure_speed(backend, prompts[:e.speed_prompts], to_params(e.sampling),
                                               e.speed_repeats, label)
-                        m = sub.update_manifest(speed={"key": skey, **speed})
-                finally:
-                    backend.close()
+                        sub.update_manifest(speed={"key": skey, **speed})
+
+                # done: every prompt already on disk when only the timing is stale (nothing is regenerated)
+                sample_into(sub, items, engine, mcfg, cfg.prompt, to_params(e.sampling), task=bench.task,
+                            label=path, tag="s0of1", desc=f"eval {label}", seed=e.sampling.seed,
+                            done={it["id"] for it in items} if m.get("complete") else None, then=timed)
+                m = sub.update_manifest(complete=True)
         metrics, recs = score_model(sub, cfg)
         speed = m.get("speed") or {}
         metrics.update(model=path, params=count_params(path, param_options(cfg, label, mcfg)),

@@ -12,7 +12,7 @@ from .cards import write_generate_card
 from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts, parse_shard, select_shard
 from .models import resolve, set_threads
-from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
+from .sampling import Engine, sample_into, to_params
 from .store import Store, writer_scope
 
 log = logging.getLogger(__name__)
@@ -65,26 +65,10 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
 
 def _generate_one(cfg, store, items, done, name, model, kind, sampling, offset, backend, i, n) -> dict:
     g = cfg.generate
-    params = to_params(sampling, g.logprobs)
-    common = dict(task=cfg.data.task, model=model.path, tag=f"s{i}of{n}" + ("" if name == "teacher" else f"-{name}"),
-                  done=done, teacher=name, sample_offset=offset)
-    if g.ray is not None and backend is None:
-        from .distributed import ray_generate_into
-
-        return ray_generate_into(store, items, g.ray, kind, model, g.openai, g.vllm, sampling.seed, cfg.prompt,
-                                 params, threads=cfg.num_threads, **common)
-    owned = backend is None
-    if owned:
-        backend, tok, path = open_backend(kind, model, g.openai, g.vllm, sampling.seed)
-    else:
-        tok, path = backend.tok, model.path
-    log.info("generate: %d prompts x %d samples with %s %s (%s) -> %s", len(items), sampling.n, name, path, kind,
-             store.root)
-    try:
-        prompts = build_prompts(cfg.prompt, items, tok, context_limit(tok, g.vllm if kind == "vllm" else None))
-        return generate_into(store, items, prompts, backend, params,
-                             batch_size=g.batch_size, max_in_flight=g.max_in_flight,
-                             flush_seconds=g.flush_seconds, **common)
-    finally:
-        if owned:
-            backend.close()
+    engine = Engine(kind, g.vllm, g.openai, g.ray, g.batch_size, g.max_in_flight, g.flush_seconds, cfg.num_threads)
+    log.info("generate: %d prompts x %d samples with %s %s (%s) -> %s", len(items), sampling.n, name, model.path,
+             kind, store.root)
+    return sample_into(store, items, engine, model, cfg.prompt, to_params(sampling, g.logprobs), task=cfg.data.task,
+                       label=model.path, tag=f"s{i}of{n}" + ("" if name == "teacher" else f"-{name}"),
+                       desc="generate", seed=sampling.seed, done=done, teacher=name, sample_offset=offset,
+                       backend=backend)

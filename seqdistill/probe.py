@@ -8,10 +8,10 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
-from .config import OpenAIConfig, RecipeConfig
+from .config import RecipeConfig
 from .models import resolve
 from .records import answer_text
-from .sampling import build_prompts, context_limit, generate_into, open_backend, to_params
+from .sampling import Engine, sample_into, to_params
 from .store import Store, identity
 from .verify import CORRECT, check_many
 
@@ -34,14 +34,10 @@ def probe_pass_rates(cfg: RecipeConfig, records: list[dict], out: Path) -> dict[
     store.prepare("probe", chash, {"model": path}, overwrite=True)
     done = set(store.column("prompt_id"))
     if any(it["id"] not in done for it in items):
-        backend, tok, path = open_backend(probe.backend, mcfg, OpenAIConfig(), probe.vllm, probe.sampling.seed)
-        try:
-            log.info("probe: %s answers %d prompts x %d", path, len(items), probe.sampling.n)
-            prompts = build_prompts(cfg.prompt, items, tok, context_limit(tok))
-            generate_into(store, items, prompts, backend, to_params(probe.sampling),
-                          batch_size=probe.batch_size, task=task, model=path, tag="probe", desc="probe", done=done)
-        finally:
-            backend.close()
+        log.info("probe: %s answers %d prompts x %d", path, len(items), probe.sampling.n)
+        engine = Engine(probe.backend, probe.vllm, batch_size=probe.batch_size, threads=cfg.num_threads)
+        sample_into(store, items, engine, mcfg, cfg.prompt, to_params(probe.sampling), task=task, label=path,
+                    tag="probe", desc="probe", seed=probe.sampling.seed, done=done)
         store.update_manifest(complete=True)
     samples = list(store.records())
     verdicts = check_many([(answer_text(s), s["gold"], s["task"]) for s in samples],

@@ -1,18 +1,19 @@
-"""Sampling from a model into a store, shared by generate (the teacher) and eval (every model): sampling params,
-prompt rendering, backend opening, and the resumable batch loop that writes one atomic shard per batch."""
+"""Sampling from a model into a store, shared by generate (the teacher), eval (every model) and the student probe:
+the Engine a stage samples with and its one entry point (sample_into: open, here or on Ray, close), sampling
+params, prompt rendering, and the resumable loop that writes one atomic shard per batch."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .backends import Completion, Params, PromptIn, make_backend
 from .chat import THINK_CLOSE, THINK_OPEN, build_messages, encode_prompt, load_template
-from .config import OpenAIConfig, PromptConfig, SamplingConfig
+from .config import OpenAIConfig, PromptConfig, RayConfig, SamplingConfig
 from .errors import ConfigError, DataError
 from .models import load_options, load_tokenizer, resolve
 from .records import RECORD_SCHEMA, make_record
@@ -161,6 +162,54 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
     busy = time.perf_counter() - t0
     return {"new_prompts": len(todo), "new_tokens": counts["tokens"], "seconds": busy,
             "tokens_per_s": counts["tokens"] / busy if busy and todo else None}
+
+
+@dataclass
+class Engine:
+    """How a stage samples: the backend and its settings. generate, eval and the student probe each build one from
+    their recipe section; `sample_into` is the one place that opens it, runs it (here or on Ray) and closes it."""
+    backend: str
+    vllm: dict = field(default_factory=dict)
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    ray: RayConfig | None = None
+    batch_size: int = 8
+    max_in_flight: int | None = None
+    flush_seconds: float = 60.0
+    threads: int | None = None
+
+
+def sample_into(store: Store, items: list[dict], engine: Engine, model_cfg, prompt: PromptConfig, params: Params,
+                *, task: str, label: str, tag: str, desc: str, seed: int = 0, done: set | None = None,
+                teacher: str = "teacher", sample_offset: int = 0, backend=None, then=None) -> dict:
+    """Sample `items` with `model_cfg` into `store` (only what is not on disk): on a Ray cluster when
+    `engine.ray` is set, else through a backend opened here (or the caller's `backend`) and closed here.
+    `then(backend, prompts)` runs while the backend is still open (eval times its speed there). `label` is the
+    model name written into every record. Returns generate_into's counts."""
+    common = dict(task=task, model=label, tag=tag, done=done, teacher=teacher, sample_offset=sample_offset)
+    if engine.ray is not None and backend is None:
+        from .distributed import ray_generate_into
+
+        stats = ray_generate_into(store, items, engine.ray, engine.backend, model_cfg, engine.openai, engine.vllm,
+                                  seed, prompt, params, threads=engine.threads, desc=desc, **common)
+        return stats
+    owned = backend is None
+    tok = None
+    if owned:
+        backend, tok, _ = open_backend(engine.backend, model_cfg, engine.openai, engine.vllm, seed)
+    else:
+        tok = backend.tok
+    try:
+        prompts = build_prompts(prompt, items, tok,
+                                context_limit(tok, engine.vllm if engine.backend == "vllm" else None))
+        stats = generate_into(store, items, prompts, backend, params, batch_size=engine.batch_size,
+                              max_in_flight=engine.max_in_flight, flush_seconds=engine.flush_seconds, desc=desc,
+                              **common)
+        if then is not None:
+            then(backend, prompts)
+        return stats
+    finally:
+        if owned:
+            backend.close()
 
 
 def open_backend(kind: str, model_cfg, openai: OpenAIConfig, vllm_kwargs: dict, seed: int):

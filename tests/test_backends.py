@@ -15,7 +15,7 @@ from fakes import QuietServer
 
 from seqdistill.backends import Params
 from seqdistill.backends.vllm import VLLMBackend, _cpu_defaults, map_output, sampling_kwargs
-from seqdistill.errors import ConfigError, SeqdistillError
+from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
 from seqdistill.store import Store
 
@@ -183,20 +183,6 @@ def test_vllm_close_shuts_the_engine_processes_down_even_if_shutdown_fails(caplo
     be.llm = SimpleNamespace(llm_engine=SimpleNamespace(engine_core=SimpleNamespace(shutdown=lambda: 1 / 0)))
     be.close()
     assert "engine shutdown failed" in caplog.text
-
-
-def test_vllm_without_raw_logprobs_is_refused_on_the_streaming_path_too():
-    """An engine too old to say which logprobs it returns: refused at temperature != 1 by stream() (the default
-    path), as by generate()."""
-    from seqdistill.backends import Params
-    from seqdistill.backends.vllm import VLLMBackend
-
-    be = object.__new__(VLLMBackend)
-    be.raw_logprobs = False
-    with pytest.raises(ConfigError, match="cannot return raw logprobs"):
-        next(iter(be.stream([], Params(logprobs=5, temperature=0.6), 4)))
-    with pytest.raises(ConfigError, match="cannot return raw logprobs"):
-        be.generate([], Params(logprobs=5, temperature=0.6))
 
 
 def test_openai_errors_never_carry_the_api_key(make_cfg, fake_server, monkeypatch, capfd):

@@ -124,7 +124,7 @@ class OpenAIBackend:
         loop = asyncio.new_event_loop()
         sem = asyncio.Semaphore(self.cfg.concurrency)
         client = httpx.AsyncClient()
-        source, running = iter(prompts), set()
+        source, running, unread = iter(prompts), set(), []
         try:
             while True:
                 while len(running) < max_in_flight and (pr := next(source, None)) is not None:
@@ -133,13 +133,17 @@ class OpenAIBackend:
                     return
                 finished, running = loop.run_until_complete(
                     asyncio.wait(running, timeout=1.0, return_when=asyncio.FIRST_COMPLETED))
-                for task in finished:
-                    yield task.result()  # a failed prompt raises here
+                unread = list(finished)
+                while unread:
+                    yield unread.pop(0).result()  # a failed prompt raises here
                 if not finished:
                     yield None
         finally:
             # as asyncio.run does: cancel every task left (a failed prompt's sibling requests too) and collect
             # them, so none is destroyed pending or with an unread exception at garbage collection
+            for task in unread:  # finished beside a failed one: read, so no "exception never retrieved" at GC,
+                if not task.cancelled():  # whose traceback printing from a GC in another thread corrupts
+                    task.exception()  # CPython 3.11's AST state (later compiles fail with SystemError)
             left = asyncio.all_tasks(loop)
             for task in left:
                 task.cancel()
