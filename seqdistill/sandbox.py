@@ -53,6 +53,9 @@ def _main():
     g = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
         exec(compile(program, "program.py", "exec"), g)
+    except AssertionError as e:  # the program's own asserts (models often add some under their code)
+        os.write(report, ("FAIL assertion in the program's own code " + str(e)[:300] + "\n").encode())
+        os._exit(1)
     except BaseException as e:
         os.write(report, ("ERROR program " + type(e).__name__ + ": " + str(e)[:300] + "\n").encode())
         os._exit(1)
