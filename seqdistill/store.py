@@ -425,10 +425,12 @@ class Store:
             nums = [int(n.split(".")[0].rsplit("-", 1)[1]) for n in names
                     if n.startswith(f"{tag}-") and n.split(".")[0].rsplit("-", 1)[1].isdigit()]
             final = self.data / f"{tag}-{(max(nums) + 1 if nums else 0):05d}.parquet"
-            os.replace(tmp, final)  # a reader never sees half a shard; kill -9 loses only the batch in flight
             if m is not None and "shards" in m:
+                # the manifest first, then the rename: a kill between them leaves an entry without a file
+                # ("listed but missing": dropped, its prompts redone), never a good shard that looks foreign
                 m["shards"][self._key(final)] = entry
                 atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
+            os.replace(tmp, final)  # a reader never sees half a shard; kill -9 loses only the batch in flight
         return final
 
     def read_table(self, columns: list[str] | None = None) -> pa.Table | None:
