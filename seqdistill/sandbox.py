@@ -21,6 +21,7 @@ process as the harness); the limits above bound what such a program can do to th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -210,7 +211,7 @@ def run_program(program: str, tests: str, limits: Limits = Limits(), slot: int =
             report, _ = proc.communicate((token + "\n").encode(), timeout=limits.wall_s)
         except subprocess.TimeoutExpired:
             timed_out = True
-            with _suppress():
+            with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
             report, _ = proc.communicate()
         finally:
@@ -226,14 +227,6 @@ def run_program(program: str, tests: str, limits: Limits = Limits(), slot: int =
         return Run(False, reason, detail, output, seconds, net)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def _tail(path: Path, cap: int) -> str:

@@ -45,6 +45,10 @@ class Verdict:
     detail: str = ""  # what the decision compared, e.g. "number 18 == 18" (shown by `seqdistill check`)
 
 
+def as_task(task: str | Task) -> Task:
+    return get_task(task) if isinstance(task, str) else task
+
+
 def get_task(name: str) -> Task:
     if name not in TASKS:
         from .errors import ConfigError
@@ -55,7 +59,7 @@ def get_task(name: str) -> Task:
 
 def as_number(ans: str, task: str | Task = "arithmetic") -> Fraction | None:
     """The exact value of a plain-number answer under the task's conventions; None if not one."""
-    t = get_task(task) if isinstance(task, str) else task
+    t = as_task(task)
     if len(ans) > MAX_ANSWER_CHARS:
         return None
     f = numeric_form(ans, t)
@@ -185,7 +189,7 @@ def witness_check(text: str, gold: str) -> tuple[str, str]:
 
 def _prepare(pred_text: str, gold: str | None, task: str | Task, lenient: bool = False):
     """A finished Verdict, or (pred, gold) for math-verify. Nothing here is unbounded on any input."""
-    t = get_task(task) if isinstance(task, str) else task
+    t = as_task(task)
     g = gold_answer(gold, t)
     if g is None:
         return Verdict(UNVERIFIABLE, None, None, "no gold answer"), None
@@ -366,7 +370,7 @@ def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeo
         done, pending = _prepare(text, gold, task, lenient)
         if done:
             verdicts[i] = done
-        elif (get_task(task) if isinstance(task, str) else task).compare == "execute":
+        elif as_task(task).compare == "execute":
             programs.append((i, *pending))
         else:
             slow.append((i, *pending))
@@ -401,7 +405,7 @@ def witness_many(items: list[tuple[str, str | None, str]], workers: int = 2, tim
     reaches sympy in this process); the gold is the task's gold answer (GSM8K: the number after ####)."""
     jobs, out = [], [UNVERIFIABLE] * len(items)
     for i, (text, gold, task) in enumerate(items):
-        if (get_task(task) if isinstance(task, str) else task).compare == "execute":
+        if as_task(task).compare == "execute":
             continue  # programs have no second scorer here: the sandbox's verdict is the only one
         g = gold_answer(gold, get_task(task))
         if g is not None and len(text or "") <= 200_000:
