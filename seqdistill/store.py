@@ -214,6 +214,10 @@ class Store:
                     {"pid": os.getpid(), "host": platform.node(), "since": time.time(),
                      "cmd": " ".join(["seqdistill", *sys.argv[1:]])[:200]}))
 
+    def _write_manifest(self, m: dict) -> None:
+        """Callers hold the lock (_lock)."""
+        atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
+
     def manifest(self) -> dict | None:
         p = self.root / MANIFEST
         if not p.is_file():
@@ -231,7 +235,7 @@ class Store:
                     m[key].update(value)
                 else:
                     m[key] = value
-            atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
+            self._write_manifest(m)
             return m
 
     def check(self, stage: str, config_hash: str, overwrite: bool = False) -> bool:
@@ -269,7 +273,7 @@ class Store:
                         shutil.rmtree(p) if p.is_dir() else p.unlink()
             manifest = {"stage": stage, "config_hash": config_hash, "created": time.time(),
                         "versions": versions(), "complete": False, "parts": {}, "shards": {}, **meta}
-            atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            self._write_manifest(manifest)
             return False
 
     def adopt(self, legacy_hash: str | None, config_hash: str) -> None:
@@ -281,7 +285,7 @@ class Store:
             m = self.manifest() or {}
             if m.get("config_hash") == legacy_hash:
                 m.update(config_hash=config_hash, identity_migrated_from=legacy_hash)
-                atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
+                self._write_manifest(m)
                 log.info("%s: manifest from an earlier seqdistill: same config, identity updated", self.root)
 
     @contextlib.contextmanager
@@ -344,24 +348,6 @@ class Store:
                 out.append((name, "model file missing or differs from the saved one"))
         return out
 
-    def repair(self) -> list[tuple[str, str]]:
-        """Move damaged shards to quarantine/ (never over an earlier quarantined file), drop them from the
-        manifest and mark the stage unfinished, so a rerun redoes their records. Returns what was found."""
-        with self._lock():
-            problems = self.damaged()
-            if not problems:
-                return []
-            m = self.manifest() or {}
-            for key, why in problems:
-                f = self.root / key
-                if f.is_file() and f.suffix == ".parquet":
-                    self._quarantine(f)
-                (m.get("shards") or {}).pop(key, None)
-                log.warning("%s: %s: %s; its records will be redone", self.root, key, why)
-            m["complete"] = False
-            atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
-            return problems
-
     def _quarantine(self, f: Path) -> Path:
         dest_dir = self.root / QUARANTINE
         dest_dir.mkdir(exist_ok=True)
@@ -398,7 +384,7 @@ class Store:
                 tmp.unlink(missing_ok=True)
                 log.info("removed %s (temp file of a writer that died)", tmp)
         problems = self.damaged()
-        for key, why in problems:  # (already under the lock: repair's own locking is not re-entered)
+        for key, why in problems:
             f = self.root / key
             if f.is_file() and f.suffix == ".parquet":
                 self._quarantine(f)
@@ -408,7 +394,7 @@ class Store:
             for key, _ in problems:
                 (m.get("shards") or {}).pop(key, None)
             m["complete"] = False
-            atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
+            self._write_manifest(m)
 
     def write_shard(self, records: list[dict], tag: str = "part", schema: pa.Schema | None = None) -> Path:
         self.data.mkdir(parents=True, exist_ok=True)
@@ -429,7 +415,7 @@ class Store:
                 # the manifest first, then the rename: a kill between them leaves an entry without a file
                 # ("listed but missing": dropped, its prompts redone), never a good shard that looks foreign
                 m["shards"][self._key(final)] = entry
-                atomic_write_text(self.root / MANIFEST, json.dumps(m, indent=2, sort_keys=True, default=str))
+                self._write_manifest(m)
             os.replace(tmp, final)  # a reader never sees half a shard; kill -9 loses only the batch in flight
         return final
 
