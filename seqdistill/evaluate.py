@@ -174,11 +174,10 @@ def speed_key(cfg: RecipeConfig, path: str) -> str:
     import platform
 
     e = cfg.eval
-    return hashlib.sha256(json.dumps([e.backend, e.batch_size, cfg.num_threads, e.vllm, e.speed_prompts,
-                                      e.speed_repeats, e.sampling.model_dump(), fingerprint(path),
-                                      e.openai.model_dump(mode="json") if e.backend == "openai" else None,
-                                      platform.node(), platform.machine(), os.cpu_count()],
-                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return identity(e.backend, e.batch_size, cfg.num_threads, e.vllm, e.speed_prompts, e.speed_repeats,
+                    e.sampling.model_dump(mode="json"), fingerprint(path),
+                    e.openai.model_dump(mode="json") if e.backend == "openai" else None,
+                    platform.node(), platform.machine(), os.cpu_count())
 
 
 def measure_speed(backend, prompts: list, params, repeats: int, label: str) -> dict:
