@@ -143,19 +143,24 @@ class RayConfig(Section):
     local_num_cpus: int | None = Field(None, ge=1, description="CPUs of a local instance (address null); null: all")
 
 
-class GenerateConfig(Section):
+class EngineConfig(Section):
+    """How a section samples (generate, eval, the student probe): the backend and its settings, one set of keys.
+    Each section subclasses it and keeps these key names at its own top level (recipe keys stay flat)."""
     backend: BackendName = Field("hf", description="hf | vllm | openai")
+    sampling: SamplingConfig = Field(SamplingConfig(), description="how the model samples")
+    batch_size: int = Field(8, ge=1, description="prompts per batch (generate: per shard written, the resume unit)")
+    vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="settings for backend: openai")
+    ray: RayConfig | None = Field(None, description="sample on a Ray cluster (null: in this process)")
+
+
+class GenerateConfig(EngineConfig):
     output_dir: str | None = Field(None, description="default: RUN_DIR/generate")
-    sampling: SamplingConfig = Field(SamplingConfig(), description="how the teacher samples")
-    batch_size: int = Field(8, ge=1, description="prompts per shard written (hf: per static batch); the resume unit")
     max_in_flight: int = Field(256, ge=1, description="vllm / openai: prompts kept in the engine at once "
                                "(streaming: finished prompts are written as they complete)")
     flush_seconds: float = Field(60.0, gt=0, description="vllm / openai: write finished prompts at least this often")
     logprobs: int | None = Field(None, ge=1, le=256, description="capture the teacher's top-K logprobs")
     shard: str = Field("0/1", pattern=r"^\d+/\d+$", description="i/N: this process's slice of the prompts")
-    vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
-    openai: OpenAIConfig = Field(OpenAIConfig(), description="settings for backend: openai")
-    ray: RayConfig | None = Field(None, description="generate on a Ray cluster (null: in this process)")
 
     @model_validator(mode="after")
     def _budget_and_logprobs(self):
@@ -179,14 +184,12 @@ def _check_band(section) -> None:
                          "keeps nothing")
 
 
-class StudentProbe(Section):
+class StudentProbe(EngineConfig):
     """Student-aware selection: the student (or a cheaper proxy) answers every prompt k times with the same
     verifier; prompts it already solves teach it little."""
     model: ModelConfig | None = Field(None, description="the model to probe (default: the recipe's student)")
-    backend: BackendName = Field("hf", description="hf | vllm")
     sampling: SamplingConfig = Field(SamplingConfig(n=4), description="how the probe samples (n = k tries)")
     batch_size: int = Field(16, ge=1, description="prompts per batch")
-    vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
     pass_rate_min: float = Field(0.0, ge=0.0, le=1.0, description="keep prompts the probe solves at least this often")
     pass_rate_max: float = Field(0.75, ge=0.0, le=1.0,
                                  description="... and at most this often (default: drop prompts it always solves)")
@@ -196,6 +199,8 @@ class StudentProbe(Section):
         _check_band(self)
         if self.backend == "openai":
             raise ValueError("backend: openai is not supported for the probe (use hf or vllm)")
+        if self.ray is not None:
+            raise ValueError("ray is not supported for the probe (it runs in the filter's process)")
         return self
 
 
@@ -321,7 +326,7 @@ class KDSection(TrainSection):
         return self
 
 
-class EvalConfig(Section):
+class EvalConfig(EngineConfig):
     data: DataConfig | None = Field(None, description="benchmark prompts; required: the training prompts are "
                                                       "not an eval set")
     max_train_overlap: float = Field(0.01, ge=0.0, le=1.0, description=(
@@ -329,17 +334,12 @@ class EvalConfig(Section):
     overlap_ngram: int = Field(8, ge=1, description="word n-gram size for the train/eval overlap check")
     num_workers: int = Field(2, ge=1, description="verifier worker processes")
     timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
-    openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="backend: openai endpoint settings")
-    ray: RayConfig | None = Field(None, description="evaluate on a Ray cluster (null: in this process)")
     models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"], min_length=1,
         description="teacher, student, sft, kd, final, teacher:NAME / sft:NAME (with `teachers:`), or model "
                     "folders; retention is against `teacher`, else the first teacher:NAME listed")
     output_dir: str | None = Field(None, description="default: RUN_DIR/eval")
-    backend: BackendName = Field("hf", description="hf | vllm | openai")
     sampling: SamplingConfig = Field(SamplingConfig(temperature=0.6, top_p=0.95, max_tokens=32768),
         description="how every model samples (k = sampling.n)")
-    batch_size: int = Field(8, ge=1, description="prompts per batch")
-    vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
     speed_prompts: int = Field(8, ge=0, description="speed is timed on the first N eval prompts as one batch, "
                                                      "after a warm-up, apart from the scored samples (0: no timing)")
     speed_repeats: int = Field(3, ge=1, description="timed passes per model; tok/s is their median, the spread "

@@ -279,7 +279,7 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
             skey = speed_key(cfg, path)
             need_speed = e.speed_prompts > 0 and e.ray is None and (m.get("speed") or {}).get("key") != skey
             if not m.get("complete") or need_speed:
-                engine = Engine(e.backend, e.vllm, e.openai, e.ray, e.batch_size, threads=cfg.num_threads)
+                engine = Engine.of(e, cfg.num_threads)
 
                 def timed(backend, prompts, label=label, skey=skey):  # while the engine is open
                     if need_speed:

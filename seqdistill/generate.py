@@ -65,7 +65,7 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
 
 def _generate_one(cfg, store, items, done, name, model, kind, sampling, offset, backend, i, n) -> dict:
     g = cfg.generate
-    engine = Engine(kind, g.vllm, g.openai, g.ray, g.batch_size, g.max_in_flight, g.flush_seconds, cfg.num_threads)
+    engine = Engine.of(g, cfg.num_threads, backend=kind, max_in_flight=g.max_in_flight, flush_seconds=g.flush_seconds)
     log.info("generate: %d prompts x %d samples with %s %s (%s) -> %s", len(items), sampling.n, name, model.path,
              kind, store.root)
     return sample_into(store, items, engine, model, cfg.prompt, to_params(sampling, g.logprobs), task=cfg.data.task,

@@ -35,7 +35,7 @@ def probe_pass_rates(cfg: RecipeConfig, records: list[dict], out: Path) -> dict[
     done = set(store.column("prompt_id"))
     if any(it["id"] not in done for it in items):
         log.info("probe: %s answers %d prompts x %d", path, len(items), probe.sampling.n)
-        engine = Engine(probe.backend, probe.vllm, batch_size=probe.batch_size, threads=cfg.num_threads)
+        engine = Engine.of(probe, cfg.num_threads)
         sample_into(store, items, engine, mcfg, cfg.prompt, to_params(probe.sampling), task=task, label=path,
                     tag="probe", desc="probe", seed=probe.sampling.seed, done=done)
         store.update_manifest(complete=True)

@@ -177,6 +177,13 @@ class Engine:
     flush_seconds: float = 60.0
     threads: int | None = None
 
+    @classmethod
+    def of(cls, section, threads: int | None, **overrides) -> "Engine":
+        """The engine a recipe section (an EngineConfig: generate, eval, filter.student_probe) describes."""
+        kw = dict(backend=section.backend, vllm=section.vllm, openai=section.openai, ray=section.ray,
+                  batch_size=section.batch_size, threads=threads)
+        return cls(**{**kw, **overrides})
+
 
 def sample_into(store: Store, items: list[dict], engine: Engine, model_cfg, prompt: PromptConfig, params: Params,
                 *, task: str, label: str, tag: str, desc: str, seed: int = 0, done: set | None = None,

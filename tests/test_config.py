@@ -156,3 +156,56 @@ def test_filter_select_and_k_go_together(make_cfg):
     with pytest.raises(SeqdistillError, match="k is only read with select"):
         make_cfg(filter={"k": 2})
     assert make_cfg(filter={"select": "first_k", "k": 1}).filter.k == 1
+
+
+# ------------------------------------------------------------------ issue 19: one engine section
+@pytest.mark.parametrize("section", ["generate", "eval", "probe"])
+def test_every_engine_key_reaches_the_backend_it_configures(section, monkeypatch, tmp_path):
+    """generate, eval and filter.student_probe share EngineConfig's keys; each key set to a sentinel arrives
+    where sample_into uses it (open_backend, generate_into), through Engine.of, the one constructor."""
+    from seqdistill import sampling
+    from seqdistill.config import EngineConfig, EvalConfig, GenerateConfig, StudentProbe
+    from seqdistill.sampling import Engine, sample_into
+    from seqdistill.store import Store
+
+    cls = {"generate": GenerateConfig, "eval": EvalConfig, "probe": StudentProbe}[section]
+    assert issubclass(cls, EngineConfig)
+    sec = cls(backend="vllm", batch_size=37, vllm={"sentinel": 41},
+              **({"openai": {"base_url": "http://sentinel:1/v1"}} if section != "probe" else {}))
+    seen = {}
+
+    class FakeBackend:
+        tok = None
+
+        def close(self):
+            seen["closed"] = True
+
+    def fake_open(kind, model_cfg, openai, vllm_kwargs, seed):
+        seen.update(kind=kind, openai=openai.base_url, vllm=vllm_kwargs, seed=seed)
+        return FakeBackend(), None, "m"
+
+    def fake_generate_into(store, items, prompts, backend, params, *, batch_size, **kw):
+        seen.update(batch_size=batch_size, max_in_flight=kw["max_in_flight"])
+        return {}
+
+    monkeypatch.setattr(sampling, "open_backend", fake_open)
+    monkeypatch.setattr(sampling, "generate_into", fake_generate_into)
+    monkeypatch.setattr(sampling, "build_prompts", lambda *a, **k: [])
+    monkeypatch.setattr(sampling, "context_limit", lambda *a, **k: None)
+    extra = {"max_in_flight": 5} if section == "generate" else {}
+    engine = Engine.of(sec, 3, **extra)
+    sample_into(Store(tmp_path / "s"), [], engine, None, None, None, task="gsm8k", label="m", tag="t", desc="d",
+                seed=11)
+    want_openai = "http://sentinel:1/v1" if section != "probe" else EngineConfig().openai.base_url
+    assert seen == {"kind": "vllm", "openai": want_openai, "vllm": {"sentinel": 41}, "seed": 11, "batch_size": 37,
+                    "max_in_flight": extra.get("max_in_flight"), "closed": True}
+    assert engine.threads == 3 and engine.ray is None
+
+
+def test_the_probe_refuses_engine_keys_it_cannot_honour():
+    from seqdistill.config import StudentProbe
+
+    with pytest.raises(ValueError, match="openai is not supported for the probe"):
+        StudentProbe(backend="openai")
+    with pytest.raises(ValueError, match="ray is not supported for the probe"):
+        StudentProbe(ray={})
