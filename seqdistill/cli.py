@@ -42,9 +42,9 @@ def _show_report(path: Path) -> None:
     if path.name == "stats.json" and path.is_file():
         import json
 
-        from .filter import summary_text
+        from .report import filter_summary
 
-        typer.echo(summary_text(json.loads(path.read_text())))
+        typer.echo(filter_summary(json.loads(path.read_text())))
     elif path.is_file():
         typer.echo(path.read_text())
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -26,6 +25,7 @@ from .metrics import paired_comparison, summarize_problems
 from .models import count_params, load_options, resolve, set_threads
 from .overlap import OverlapIndex
 from .records import answer_text
+from .report import eval_markdown, eval_plot
 from .sampling import Engine, sample_into, to_params
 from .store import Store, atomic_write_parquet, atomic_write_text, identity, writer_scope
 from .verify import CORRECT, check_many, extract_answer, get_task, witness_many
@@ -316,13 +316,13 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
               "accuracy": results[m]["accuracy"]["mean"], "ci95": results[m]["accuracy"]["ci95"]} for m in students),
             key=lambda row: -row["accuracy"])
     atomic_write_text(out / "eval.json", json.dumps(report, indent=2))
-    table = markdown_table(report)
+    table = eval_markdown(report)
     if report.get("teacher_ranking"):
         table += "\n\nWhich teacher makes the better student (student accuracy, 95% CI):\n" + "\n".join(
             f"{i + 1}. {row['teacher']}: {100 * row['accuracy']:.1f}% [{100 * row['ci95'][0]:.1f}%, "
             f"{100 * row['ci95'][1]:.1f}%]" for i, row in enumerate(report["teacher_ranking"]))
     atomic_write_text(out / "report.md", table + "\n")
-    png = _plot(report, lengths, out / "report.png")
+    png = eval_plot(report, lengths, out / "report.png")
     log.info("eval: wrote %s%s", out / "report.md", f" and {png}" if png else "")
     Store(out).update_manifest(stage="eval", complete=True, config_hash=base_hash)
     return out
@@ -383,94 +383,3 @@ def distillation_summary(results: dict) -> dict:
                               if r["latency_per_problem_s"] and t["latency_per_problem_s"] else None),
         }
     return out
-
-
-def _fmt(x, pct=False, digits=2):
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return f"{100 * x:.1f}%" if pct else f"{x:.{digits}f}"
-
-
-def _tps(r: dict) -> str:
-    spread = r.get("tokens_per_s_spread")
-    return _fmt(r.get("tokens_per_s"), digits=1) + (f" ({spread[0]:.1f}-{spread[1]:.1f})" if spread else "")
-
-
-def _speedup(s: dict) -> str:
-    if not s.get("speedup"):
-        return "-"
-    spread = s.get("speedup_spread")
-    return f"{s['speedup']:.2f}x" + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
-
-
-def markdown_table(report: dict) -> str:
-    k = report["k"]
-    head = ["model", "params", "accuracy [95% CI]", "strict [95% CI]", "format [95% CI]"] + (
-        [f"pass@{k}", f"maj@{k}"] if k > 1 else []) + ["no answer", "trunc", "mean tok", "tok/s", "s/problem",
-                                                        "retention", "size", "speed-up"]
-    lines = [f"### {report['benchmark']} ({report['task']}), k={k}, backend {report['backend']}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, r in report["models"].items():
-        s = report["summary"].get(label, {})
-        row = [label, f"{r['params'] / 1e6:.0f}M"] + [
-            f"{_fmt(m['mean'], True)} [{_fmt(m['ci95'][0], True)}, {_fmt(m['ci95'][1], True)}]"
-            for m in (r["accuracy"], r["strict"]["pass@1"], r["format"])]
-        if k > 1:
-            row += [_fmt(r.get(f"pass@{k}", {}).get("mean"), True), _fmt(r.get(f"maj@{k}", {}).get("mean"), True)]
-        row += [_fmt(r["no_answer_rate"], True), _fmt(r["truncation_rate"], True), f"{r['mean_output_tokens']:.0f}",
-                _tps(r),
-                _fmt(r["latency_per_problem_s"], digits=1), _fmt(s.get("retention"), True),
-                _fmt(s.get("size_ratio"), True), _speedup(s)]
-        lines.append("| " + " | ".join(row) + " |")
-    wit = [(label, r["witness"]) for label, r in report["models"].items() if r.get("witness")]
-    if wit:
-        lines += ["", "Outside witness (" + wit[0][1]["scorer"] + "), agreement with our accuracy verdicts per "
-                  "sample: " + "; ".join(f"{label} {100 * w['agreement']:.1f}% ({w['disagreements']} differ; its "
-                                         f"accuracy {100 * w['accuracy']:.1f}%)" for label, w in wit)]
-    if report.get("paired"):
-        lines += ["", "Paired on the same problems (accuracy difference, paired bootstrap 95% CI; exact McNemar p; "
-                      "gained = wrong before and right after, lost = the reverse):", "",
-                  "| model | against | problems | difference [95% CI] | gained | lost | McNemar p |",
-                  "|---|---|---|---|---|---|---|"]
-        for p in report["paired"]:
-            if p["diff"] is None:
-                continue
-            lines.append(f"| {p['model']} | {p['against']} | {p['problems']} | {100 * p['diff']:+.1f} pts "
-                         f"[{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}] | {p['gained']} | {p['lost']} | "
-                         f"{p['mcnemar_p']:.3g} |")
-    return "\n".join(lines)
-
-
-def _plot(report: dict, lengths: dict, path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib not installed: no report.png (report.md and eval.json are written)")
-        return None
-    models = report["models"]
-    labels = list(models)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    means = [models[m]["accuracy"]["mean"] * 100 for m in labels]
-    lo = [means[i] - models[m]["accuracy"]["ci95"][0] * 100 for i, m in enumerate(labels)]
-    hi = [models[m]["accuracy"]["ci95"][1] * 100 - means[i] for i, m in enumerate(labels)]
-    bars = ax1.bar(labels, means, yerr=[lo, hi], capsize=6, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][
-        :len(labels)] + ["#8172b3"] * max(0, len(labels) - 4))
-    for b, m in zip(bars, labels):
-        ret = report["summary"].get(m, {}).get("retention")
-        if ret is not None:
-            ax1.annotate(f"{ret:.0%} of teacher", (b.get_x() + b.get_width() / 2, b.get_height()),
-                         ha="center", va="bottom", fontsize=8, xytext=(0, 12), textcoords="offset points")
-    ax1.set_ylabel("accuracy, pass@1 (%) with 95% CI")
-    ax1.set_title(f"{report['benchmark']}: accuracy")
-    ax1.set_ylim(0, 110)
-    for m in labels:
-        ax2.hist(lengths[m] or [0], bins=20, alpha=0.5, label=m)
-    ax2.set_title("output tokens per sample")
-    ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

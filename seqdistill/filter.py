@@ -20,6 +20,7 @@ from .errors import ConfigError, DataError
 from .labels import apply_labels, majority_labels
 from .overlap import OverlapIndex, jaccard, ngrams
 from .records import FILTER_SCHEMA, answer_text
+from .report import filter_summary
 from .store import Store, atomic_write_text, identity, require_stage_output, writer_scope
 from .verify import CORRECT, UNVERIFIABLE, WRONG, check_many, get_task
 
@@ -203,30 +204,6 @@ def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
     }
 
 
-def summary_text(stats: dict) -> str:
-    lines = [f"filter: kept {stats['kept']} / {stats['input_records']} traces "
-             f"({stats['prompts_with_kept']} / {stats['prompts']} prompts)"]
-    for reason, n in stats["reject_reasons"].items():
-        lines.append(f"  rejected {reason:<24} {n}")
-    lines.append(f"  mean tokens kept {stats['mean_tokens_kept'] or 0:.1f}, "
-                 f"rejected {stats['mean_tokens_rejected'] or 0:.1f}")
-    lines.append("  pass-rate histogram " + " ".join(f"{k}:{v}" for k, v in stats["pass_rate_histogram"].items()))
-    if len(stats.get("per_teacher", {})) > 1:
-        for name, t in stats["per_teacher"].items():
-            lines.append(f"  teacher {name}: kept {t['kept']} / {t['input']} (correct {t['correct']}), "
-                         f"rejected {t['reject_reasons']}")
-    if stats.get("prompts_removed"):
-        lines.append("  prompts removed " + ", ".join(f"{k}: {v}" for k, v in stats["prompts_removed"].items()))
-    m = stats.get("majority_labels")
-    if m:
-        lines.append(f"  majority labels: {m['labelled']} of {m['prompts_without_gold']} gold-less prompts labelled"
-                     f"; on prompts with gold the majority agreed {m['majority_agrees_with_gold']}"
-                     f" / {m['with_gold_and_majority']}")
-    if stats["contamination_hits"]:
-        lines.append(f"  contaminated prompts per benchmark {stats['contamination_hits']}")
-    return "\n".join(lines)
-
-
 @writer_scope
 def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     f = cfg.filter
@@ -281,7 +258,7 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     atomic_write_text(out / "stats.json", json.dumps(stats, indent=2))
     write_filter_card(out, cfg, stats)
     store.update_manifest(complete=True, records=len(kept), rejected=len(rejected))
-    log.info("%s", summary_text(stats))
+    log.info("%s", filter_summary(stats))
     return out
 
 
