@@ -143,13 +143,17 @@ class RayConfig(Section):
     local_num_cpus: int | None = Field(None, ge=1, description="CPUs of a local instance (address null); null: all")
 
 
-class EngineConfig(Section):
-    """How a section samples (generate, eval, the student probe): the backend and its settings, one set of keys.
-    Each section subclasses it and keeps these key names at its own top level (recipe keys stay flat)."""
+class LocalEngineConfig(Section):
+    """How a section samples in this process (the student probe): the backend and its settings. Sections
+    subclass it and keep these key names at their own top level (recipe keys stay flat)."""
     backend: BackendName = Field("hf", description="hf | vllm | openai")
     sampling: SamplingConfig = Field(SamplingConfig(), description="how the model samples")
     batch_size: int = Field(8, ge=1, description="prompts per batch (generate: per shard written, the resume unit)")
     vllm: dict[str, Any] = Field(default_factory=dict, description="passed straight to vllm.LLM(**vllm)")
+
+
+class EngineConfig(LocalEngineConfig):
+    """... plus an OpenAI-compatible server or a Ray cluster (generate, eval)."""
     openai: OpenAIConfig = Field(default_factory=OpenAIConfig, description="settings for backend: openai")
     ray: RayConfig | None = Field(None, description="sample on a Ray cluster (null: in this process)")
 
@@ -184,7 +188,7 @@ def _check_band(section) -> None:
                          "keeps nothing")
 
 
-class StudentProbe(EngineConfig):
+class StudentProbe(LocalEngineConfig):
     """Student-aware selection: the student (or a cheaper proxy) answers every prompt k times with the same
     verifier; prompts it already solves teach it little."""
     model: ModelConfig | None = Field(None, description="the model to probe (default: the recipe's student)")
@@ -199,8 +203,6 @@ class StudentProbe(EngineConfig):
         _check_band(self)
         if self.backend == "openai":
             raise ValueError("backend: openai is not supported for the probe (use hf or vllm)")
-        if self.ray is not None:
-            raise ValueError("ray is not supported for the probe (it runs in the filter's process)")
         return self
 
 

@@ -179,9 +179,10 @@ class Engine:
 
     @classmethod
     def of(cls, section, threads: int | None, **overrides) -> "Engine":
-        """The engine a recipe section (an EngineConfig: generate, eval, filter.student_probe) describes."""
-        kw = dict(backend=section.backend, vllm=section.vllm, openai=section.openai, ray=section.ray,
-                  batch_size=section.batch_size, threads=threads)
+        """The engine a recipe section describes: an EngineConfig (generate, eval) or a LocalEngineConfig
+        (filter.student_probe: no openai or ray keys)."""
+        kw = dict(backend=section.backend, vllm=section.vllm, openai=getattr(section, "openai", None) or OpenAIConfig(),
+                  ray=getattr(section, "ray", None), batch_size=section.batch_size, threads=threads)
         return cls(**{**kw, **overrides})
 
 
