@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from conftest import schema_fields
 
@@ -212,3 +214,71 @@ def test_the_probe_refuses_engine_keys_it_cannot_honour():
     for key in ("ray", "openai"):  # not in its schema at all: an unknown key, named
         with pytest.raises(ValidationError, match=key):
             StudentProbe(**{key: {}})
+
+
+# ------------------------------------------------------------------ issue 19: sentinel per training key
+TRL_ARG_OF = {"max_length": "max_length", "packing": "packing", "num_train_epochs": "num_train_epochs",
+              "max_steps": "max_steps", "learning_rate": "learning_rate", "lr_scheduler_type": "lr_scheduler_type",
+              "warmup_ratio": "warmup_steps", "weight_decay": "weight_decay",
+              "per_device_train_batch_size": "per_device_train_batch_size",
+              "gradient_accumulation_steps": "gradient_accumulation_steps",
+              "gradient_checkpointing": "gradient_checkpointing", "bf16": "bf16", "logging_steps": "logging_steps",
+              "save_steps": "save_steps", "save_total_limit": "save_total_limit", "report_to": "report_to",
+              "seed": "seed"}
+# keys read elsewhere, each with the test that shows it acts
+TRAIN_KEYS_TESTED_ELSEWHERE = {
+    "dataset": "test_sft.py::test_labels_mask_everything_but_assistant_turns",
+    "output_dir": "test_config.py::test_stage_dirs_and_hash",
+    "init_from": "test_sft.py::test_init_from_is_the_model_training_starts_from",
+    "training_template": "test_sft.py::test_bad_inputs",
+    "reasoning_format": "test_sft.py::test_reasoning_format_strip_trains_the_answer_without_the_think_block",
+    "lora": "test_sft.py::test_lora_trains_only_adapters_and_merges",
+    "use_liger_kernel": "test_config.py::test_every_training_key_reaches_trls_arguments_or_is_accounted_for"}
+
+
+def test_every_training_key_reaches_trls_arguments_or_is_accounted_for(tmp_path, monkeypatch):
+    """Each TrainSection key set to a sentinel value arrives in the SFTConfig that TRL trains with (or is in
+    the list of keys another test follows). A key added without either fails here."""
+    from seqdistill.config import TrainSection
+    from seqdistill.train import peft_config, trl_args
+
+    assert set(TrainSection.model_fields) == set(TRL_ARG_OF) | set(TRAIN_KEYS_TESTED_ELSEWHERE)
+    sentinel = {"max_length": 777, "packing": False, "num_train_epochs": 3.5, "max_steps": 123,
+                "learning_rate": 3.3e-4, "lr_scheduler_type": "polynomial", "warmup_ratio": 0.07,
+                "weight_decay": 0.013, "per_device_train_batch_size": 3, "gradient_accumulation_steps": 5,
+                "gradient_checkpointing": True, "bf16": False, "logging_steps": 9, "save_steps": 11,
+                "save_total_limit": 4, "report_to": "tensorboard", "seed": 1234}
+    assert set(sentinel) == set(TRL_ARG_OF)
+    args = trl_args(TrainSection(**sentinel), tmp_path)
+    got = {key: getattr(args, TRL_ARG_OF[key]) for key in sentinel}
+    got["report_to"] = got["report_to"][0] if isinstance(got["report_to"], list) else got["report_to"]
+    assert got == sentinel
+    lora = peft_config(TrainSection(lora={"r": 7, "alpha": 13, "dropout": 0.17, "target_modules": ["q_proj"]}))
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, set(lora.target_modules)) == (7, 13, 0.17, {"q_proj"})
+    import importlib.util
+
+    from seqdistill import train
+
+    real_find_spec = importlib.util.find_spec
+    for installed in (False, True):  # liger: passed on when installed, else warned and off
+        monkeypatch.setattr(train.importlib.util, "find_spec", lambda name, installed=installed: (
+            (object() if installed else None) if name == "liger_kernel" else real_find_spec(name)))
+        assert trl_args(TrainSection(use_liger_kernel=True), tmp_path).use_liger_kernel is installed
+    for where in TRAIN_KEYS_TESTED_ELSEWHERE.values():  # every named test exists
+        file, _, name = where.partition("::")
+        assert f"def {name}(" in (Path(__file__).parent / file).read_text(), where
+
+
+def test_every_sampling_key_reaches_the_backends_params_and_defaults_agree():
+    from dataclasses import asdict
+
+    from seqdistill.backends import Params
+    from seqdistill.config import SamplingConfig
+    from seqdistill.sampling import to_params
+
+    assert asdict(Params()) == asdict(to_params(SamplingConfig()))  # one set of defaults
+    sentinel = dict(n=3, temperature=0.37, top_p=0.71, top_k=13, max_tokens=99, seed=5, stop=["##"],
+                    thinking_budget=41, budget_close="</t>")
+    assert set(sentinel) == set(SamplingConfig.model_fields)
+    got = asdict(to_params(SamplingConfig(**sentinel), logprobs=7))
+    assert got == {**sentinel, "logprobs": 7}

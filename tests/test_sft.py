@@ -320,3 +320,28 @@ def test_a_run_killed_while_saving_its_final_model_does_not_train_past_max_steps
     after = load_file(str(model / "model.safetensors"))
     for k in before:
         torch.testing.assert_close(after[k], before[k])
+
+
+def test_reasoning_format_strip_trains_the_answer_without_the_think_block(sft_cfg, tmp_path):
+    cfg = sft_cfg(packing=False, reasoning_format="strip")
+    trainer, tok, _ = build_trainer(cfg, cfg.sft, "sft", tmp_path / "o", cfg.stage_dir("filter") / "kept")
+    row = trainer.data_collator([trainer.train_dataset[3]])
+    ids, labels = row["input_ids"][0].tolist(), row["labels"][0].tolist()
+    text = tok.decode(ids, skip_special_tokens=False)
+    trained = tok.decode([i for i, lab in zip(ids, labels) if lab != -100])
+    assert "<think>" not in text and "gets 2 more" not in text  # the reasoning is gone from the row, not only masked
+    assert trained.strip().startswith("So \\boxed{5}") and trained.strip().endswith("<|im_end|>")
+
+
+def test_init_from_is_the_model_training_starts_from(sft_cfg, tiny, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = AutoModelForCausalLM.from_pretrained(tiny["student"])
+    with torch.no_grad():
+        start.model.layers[0].mlp.down_proj.weight.fill_(0.0123)  # a weight no fresh student has
+    start.save_pretrained(tmp_path / "start")
+    AutoTokenizer.from_pretrained(tiny["student"]).save_pretrained(tmp_path / "start")
+    cfg = sft_cfg(init_from=str(tmp_path / "start"))
+    trainer, _, _ = build_trainer(cfg, cfg.sft, "sft", tmp_path / "o", cfg.stage_dir("filter") / "kept")
+    w = trainer.model.model.layers[0].mlp.down_proj.weight
+    assert torch.allclose(w.float(), torch.full_like(w.float(), 0.0123), atol=1e-4)

@@ -9,6 +9,9 @@ from typing import Protocol
 
 import numpy as np
 
+from ..config import SamplingConfig
+
+_DEFAULT = SamplingConfig()
 
 @dataclass
 class PromptIn:
@@ -21,16 +24,18 @@ class PromptIn:
 
 @dataclass
 class Params:
-    n: int = 1
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int | None = None
-    max_tokens: int = 1024
-    seed: int = 0
-    stop: list[str] = field(default_factory=list)
-    logprobs: int | None = None  # top-K capture
-    thinking_budget: int | None = None  # budget forcing (sampling.generate_into); backends never see it
-    budget_close: str = "\n</think>\n\n"
+    """What a backend samples with. Built from a recipe's SamplingConfig (sampling.to_params); its defaults are
+    that schema's, read from it, so they live in one place."""
+    n: int = _DEFAULT.n
+    temperature: float = _DEFAULT.temperature
+    top_p: float = _DEFAULT.top_p
+    top_k: int | None = _DEFAULT.top_k
+    max_tokens: int = _DEFAULT.max_tokens
+    seed: int = _DEFAULT.seed
+    stop: list[str] = field(default_factory=lambda: list(_DEFAULT.stop))
+    logprobs: int | None = None  # top-K capture (generate.logprobs)
+    thinking_budget: int | None = _DEFAULT.thinking_budget  # budget forcing (sampling.sample); backends never see it
+    budget_close: str = _DEFAULT.budget_close
 
 
 @dataclass
