@@ -341,3 +341,20 @@ def test_offline_kd_does_not_need_generation_markers(make_cfg, tiny):
     with pytest.raises(ConfigError, match="no \\{% generation %\\} markers"):
         prepare_tokenizer(tok, cfg.sft, "sft")
     assert prepare_tokenizer(tok, cfg.sft, "kd", markers=False).eos_token == "<|im_end|>"
+
+
+def test_jsd_beta_and_temperature_reach_the_kd_loss(make_cfg, tiny, tmp_path, monkeypatch):
+    """Sentinel (issue 19): kd.jsd_beta and kd.temperature set to values no default has arrive in every
+    kd_loss call of a run."""
+    from seqdistill import kd as kd_stage
+
+    seen = []
+    real = kd_stage.kd_loss
+    monkeypatch.setattr(kd_stage, "kd_loss", lambda *a, **kw: seen.append((kw["beta"], kw["temperature"],
+                                                                            kw["kind"])) or real(*a, **kw))
+    kept_dir(tmp_path / "run" / "filter")
+    cfg = make_cfg(teacher={"path": str(tiny["teacher"])},
+                   kd={**TRAIN, "max_steps": 1, "mode": "online", "divergence": "jsd", "jsd_beta": 0.23,
+                       "temperature": 1.7})
+    run_kd(cfg)
+    assert seen and set(seen) == {(0.23, 1.7, "jsd")}

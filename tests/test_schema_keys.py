@@ -1,0 +1,103 @@
+"""Sentinel tests for recipe keys no behaviour test followed: each key is set to a value no default has and is
+seen arriving where the code uses it (issue 19: a key that is read nowhere, or read under another name, fails
+here, which a grep for the key's name cannot tell)."""
+
+import json
+
+import pytest
+from fakes import rec, write_generate_output
+
+from seqdistill import evaluate
+from seqdistill import filter as filter_stage
+from seqdistill.config import DataConfig, validate
+from seqdistill.data import load_prompts
+from seqdistill.store import Store
+
+
+def spy(monkeypatch, module, name, seen, key):
+    real = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        seen.setdefault(key, []).append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+
+
+def test_filter_ngram_sizes_length_floor_and_verifier_settings_reach_their_use(tmp_path, monkeypatch):
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"question": "a question that is not among the training ones at all", "answer": "1"})
+                     + "\n")
+    text = "<think>\nforty and two make forty two in this small sum we do\n</think>\nSo \\boxed{42}."
+    write_generate_output(tmp_path / "run" / "generate",
+                          [rec("p1", 0, text, tokens=30), rec("p1", 1, text.replace("small", "tiny"), tokens=30),
+                           rec("p2", 0, text, tokens=3)])
+    cfg = validate({"run_dir": str(tmp_path / "run"), "filter": {
+        "near_dup_ngram": 3, "decontam_ngram": 11, "min_tokens": 4, "num_workers": 1, "timeout_s": 7.5,
+        "decontaminate": [{"path": str(bench), "name": "bench"}]}})
+    seen = {}
+    spy(monkeypatch, filter_stage, "OverlapIndex", seen, "index")
+    spy(monkeypatch, filter_stage, "ngrams", seen, "ngrams")
+    spy(monkeypatch, filter_stage, "check_many", seen, "check")
+    out = filter_stage.run_filter(cfg)
+    assert {args[1] for args, _ in seen["index"]} == {11}  # decontam_ngram
+    assert {args[1] for args, _ in seen["ngrams"]} == {3}  # near_dup_ngram
+    assert {(kw["workers"], kw["timeout"]) for _, kw in seen["check"]} == {(1, 7.5)}
+    rejected = {r["prompt_id"]: r["reject_reason"] for r in Store(out, "rejected").records()}
+    assert rejected.get("p2") == "too_short"  # min_tokens: 3 tokens < 4
+
+
+def test_eval_overlap_ngram_and_verifier_settings_reach_their_use(monkeypatch, tmp_path):
+    cfg = validate({"run_dir": str(tmp_path), "data": {"synthetic": {"n": 4}},
+                    "eval": {"data": {"synthetic": {"n": 3, "split": "test"}}, "overlap_ngram": 5,
+                             "num_workers": 1, "timeout_s": 3.25}})
+    seen = {}
+    spy(monkeypatch, evaluate, "OverlapIndex", seen, "index")
+    report = evaluate.overlap_report(cfg, load_prompts(cfg.eval.data, where="eval.data"))
+    assert {args[1] for args, _ in seen["index"]} == {5} and report["ngram"] == 5
+    store = Store(tmp_path / "s")
+    store.prepare("eval-generate", "h", {})
+    store.write_shard([rec("q1", 0, "So \\boxed{42}.")], "part")
+    spy(monkeypatch, evaluate, "check_many", seen, "check")
+    evaluate.score_model(store, cfg)
+    assert seen["check"] and {(kw["workers"], kw["timeout"]) for _, kw in seen["check"]} == {(1, 3.25)}
+
+
+def test_eval_output_dir_is_where_eval_writes():
+    cfg = validate({"run_dir": "r", "eval": {"output_dir": "/elsewhere/eval-1319"}})
+    assert str(cfg.stage_dir("eval")) == "/elsewhere/eval-1319"
+
+
+def test_synthetic_seed_draws_other_problems():
+    a = load_prompts(DataConfig(synthetic={"n": 6, "seed": 0}))
+    b = load_prompts(DataConfig(synthetic={"n": 6, "seed": 1}))
+    assert [x["question"] for x in a] != [x["question"] for x in b]
+    assert a == load_prompts(DataConfig(synthetic={"n": 6, "seed": 0}))
+
+
+def test_hub_and_hub_config_reach_load_dataset(monkeypatch):
+    import datasets
+
+    seen = {}
+
+    class Rows:
+        def to_list(self):
+            return [{"question": "q", "answer": "1"}]
+
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda name, config, split: seen.update(name=name, config=config, split=split) or Rows())
+    items = load_prompts(DataConfig(hub="org/sentinel", hub_config="main-cfg", split="val"))
+    assert seen == {"name": "org/sentinel", "config": "main-cfg", "split": "val"} and items[0]["question"] == "q"
+
+
+def test_load_in_4bit_is_refused_without_cuda_naming_the_key(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: QLoRA would load")
+    from seqdistill.errors import ConfigError
+    from seqdistill.train import load_student
+
+    cfg = validate({"sft": {"lora": {"load_in_4bit": True}}})
+    with pytest.raises(ConfigError, match=r"sft\.lora\.load_in_4bit"):
+        load_student(str(tmp_path), cfg.sft, "sft")
