@@ -101,3 +101,29 @@ def test_load_in_4bit_is_refused_without_cuda_naming_the_key(tmp_path):
     cfg = validate({"sft": {"lora": {"load_in_4bit": True}}})
     with pytest.raises(ConfigError, match=r"sft\.lora\.load_in_4bit"):
         load_student(str(tmp_path), cfg.sft, "sft")
+
+
+def test_a_named_teachers_backend_and_sampling_override_generates():
+    cfg = validate({"generate": {"backend": "hf", "sampling": {"n": 2}}, "teachers": [
+        {"name": "a", "path": "m1", "backend": "openai", "sampling": {"n": 5}}, {"name": "b", "path": "m2"}]})
+    specs = {name: (kind, s.n) for name, _, kind, s in cfg.teacher_specs()}
+    assert specs == {"a": ("openai", 5), "b": ("hf", 2)}
+
+
+def test_gguf_file_is_the_file_resolve_loads(tmp_path):
+    from seqdistill.errors import ConfigError
+    from seqdistill.models import resolve
+
+    with pytest.raises(ConfigError, match=r"sentinel-q8\.gguf: GGUF file not found"):
+        resolve(str(tmp_path), "sentinel-q8.gguf")  # without it the folder would be tried as an HF model
+
+
+def test_the_probe_model_is_the_one_that_answers(monkeypatch, tmp_path, make_cfg, tiny):
+    from seqdistill import probe
+
+    seen = []
+    monkeypatch.setattr(probe, "sample_into", lambda store, items, engine, mcfg, *a, **k: seen.append(mcfg.path))
+    monkeypatch.setattr(probe, "resolve", lambda path, gguf=None: path)
+    cfg = make_cfg(filter={"student_probe": {"model": {"path": "sentinel-proxy"}}})
+    probe.probe_pass_rates(cfg, [rec("p1", 0, "x")], tmp_path / "f")  # the fake sampler writes nothing
+    assert seen == ["sentinel-proxy"]
