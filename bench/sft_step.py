@@ -48,6 +48,7 @@ def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
     tmp = Path(tempfile.mkdtemp())
     trainer, _, path = build_trainer(cfg, cfg.sft, "sft", tmp, cfg.stage_dir("filter") / "kept")
     model = trainer.model
+    threads = torch.get_num_threads()
     if name == "threads1":
         torch.set_num_threads(1)
     if name == "compile":
@@ -75,7 +76,7 @@ def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
             times.append(dt)
             tokens.append(n_tok)
         print(f"  {name} micro-batch {i}: {n_tok} tokens in {dt:.2f} s ({n_tok / dt:.1f} tok/s)", flush=True)
-    torch.set_num_threads(2 if name == "threads1" else torch.get_num_threads())
+    torch.set_num_threads(threads)
     per = [t / s for t, s in zip(tokens, times)]
     return {"tokens_per_s": sum(tokens) / sum(times), "median_tokens_per_s": statistics.median(per),
             "spread": [min(per), max(per)], "micro_batches": len(times), "tokens": sum(tokens),
@@ -87,7 +88,7 @@ def main():
     ap.add_argument("-r", "--recipe", required=True)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--steps", type=int, default=6, help="timed micro-batches per variant (after 2 warm-up)")
-    ap.add_argument("--variants", default="base,compile,threads1")
+    ap.add_argument("--variants", default="base,compile,threads1,base")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -95,8 +96,9 @@ def main():
     torch.set_num_threads(cfg.num_threads or torch.get_num_threads())
     peak = max(tflops(n, torch.bfloat16, 1.0) for n in (1024, 2048))
     results = {}
-    for name in args.variants.split(","):
-        results[name] = run_variant(cfg, name, args.steps, args.profile and name == "base")
+    for i, name in enumerate(args.variants.split(",")):  # a variant listed twice (base,...,base) shows drift
+        key = name if name not in results else f"{name}-again"
+        results[key] = run_variant(cfg, name, args.steps, args.profile and i == 0 and name == "base")
     params = results[next(iter(results))]["params"]
     base = results.get("base", {}).get("tokens_per_s")
     print(f"bf16 matmul peak here now: {peak:.2f} TFLOP/s; LoRA bound ~4 x {params / 1e6:.0f}M params FLOPs/token "
