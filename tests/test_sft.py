@@ -6,6 +6,7 @@ import torch
 from fakes import rec
 
 from seqdistill.errors import ConfigError, DataError
+from seqdistill.generate import run_generate
 from seqdistill.records import FILTER_SCHEMA
 from seqdistill.sft import inspect_sft, run_sft
 from seqdistill.store import Store
@@ -345,3 +346,40 @@ def test_init_from_is_the_model_training_starts_from(sft_cfg, tiny, tmp_path):
     trainer, _, _ = build_trainer(cfg, cfg.sft, "sft", tmp_path / "o", cfg.stage_dir("filter") / "kept")
     w = trainer.model.model.layers[0].mlp.down_proj.weight
     assert torch.allclose(w.float(), torch.full_like(w.float(), 0.0123), atol=1e-4)
+
+
+def test_training_rows_start_with_exactly_the_prompt_eval_gives_the_student(make_cfg, tmp_path):
+    """Issue 15's diagnosis: the student is trained on the chat template, system prompt and prompt template that
+    eval later asks it with. Through the real stages: generate -> filter -> the SFT row's masked prefix equals
+    eval's rendered prompt for the same question, token for token, and the row ends with the end-of-turn token
+    (trained, not masked)."""
+    from seqdistill.filter import run_filter
+    from seqdistill.models import load_tokenizer
+    from seqdistill.sampling import build_prompts
+
+    prompt = {"template": "math_boxed", "system": "You are a careful tutor."}
+    cfg = make_cfg(prompt=prompt, filter={"require_correct": False, "drop_truncated": False,
+                                          "require_boxed": False, "drop_unclosed_think": False,
+                                          "drop_garbage": False, "near_dup_threshold": None, "min_tokens": None},
+                   sft={**SFT, "packing": False})
+    run_generate(cfg)
+    run_filter(cfg)
+    trainer, tok, _ = build_trainer(cfg, cfg.sft, "sft", tmp_path / "o", cfg.stage_dir("filter") / "kept")
+    kept = list(Store(cfg.stage_dir("filter"), "kept").records())
+    eval_tok = load_tokenizer(str(cfg.student.path), cfg.student.chat_template)
+    assert len(trainer.train_dataset) == len(kept) >= 2
+    for i in range(2):
+        batch = trainer.data_collator([trainer.train_dataset[i]])
+        ids = batch["input_ids"][0].tolist()
+        mask = [int(lab != -100) for lab in batch["labels"][0].tolist()]
+        first_trained = mask.index(1)
+        question = next(r["question"] for r in kept if r["messages"][-1]["content"] in tok.decode(ids))
+        asked = build_prompts(cfg.prompt, [{"id": "q", "question": question, "answer": None}], eval_tok)[0]
+        n = len(asked.token_ids)
+        assert ids[:n] == asked.token_ids  # the student is trained in exactly the context eval asks in
+        assert "You are a careful tutor." in tok.decode(ids[:n])
+        # TRL's Qwen2.5 training template opens its {% generation %} block before the newline that ends the
+        # generation prompt: that one fixed token is trained too; nothing earlier is, everything after is
+        assert first_trained in (n - 1, n) and all(mask[first_trained:])
+        im_end = tok.convert_tokens_to_ids("<|im_end|>")
+        assert im_end in ids[n:] and mask[ids.index(im_end, n)] == 1  # it learns to stop
