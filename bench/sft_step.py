@@ -31,7 +31,7 @@ from matmul_peak import tflops  # noqa: E402
 
 from seqdistill.config import load_recipe  # noqa: E402
 from seqdistill.models import count_params  # noqa: E402
-from seqdistill.train import build_trainer  # noqa: E402
+from seqdistill.train import build_trainer, compile_layers  # noqa: E402
 
 
 def micro_batches(trainer, k: int) -> list[dict]:
@@ -52,8 +52,7 @@ def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
     if name == "threads1":
         torch.set_num_threads(1)
     if name == "compile":
-        for layer in model.base_model.model.model.layers:
-            layer.compile(dynamic=True)
+        compile_layers(model)  # what sft.compile: true does
     trainer.create_optimizer_and_scheduler(num_training_steps=steps + 2)
     model.train()
     batches = micro_batches(trainer, steps + 2)

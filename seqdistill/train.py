@@ -347,7 +347,23 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
     # first in line: the trackers (report_to) run before user callbacks and would log without tokens/s
     trainer.callback_handler.callbacks.remove(throughput)
     trainer.callback_handler.callbacks.insert(0, throughput)
+    if section.compile:
+        compile_layers(trainer.model)
     return trainer, tok, path
+
+
+def compile_layers(model) -> int:
+    """Regional torch.compile: each decoder layer's forward (and through AOTAutograd its backward) compiled with
+    dynamic shapes, so packed rows of every length share one graph. Layers are alike: the graph is compiled
+    once and reused, where compiling the whole model would trace every layer. Returns how many were compiled."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = getattr(getattr(base, "model", base), "layers", None)
+    if layers is None:
+        raise ConfigError(f"compile: {type(base).__name__} has no model.layers to compile")
+    for layer in layers:
+        layer.compile(dynamic=True)
+    log.info("compile: %d decoder layers compiled with torch.compile (regional, dynamic shapes)", len(layers))
+    return len(layers)
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -415,7 +431,8 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_defa
     """Shared by sft and kd: manifest, refuse/resume, train, save, log history."""
     out = cfg.stage_dir(key)
     store = Store(out)
-    keys, drop = ("student", key, *hash_keys), (f"{key}.output_dir",)
+    # compile changes how fast, not what is trained: a run may switch it and resume
+    keys, drop = ("student", key, *hash_keys), (f"{key}.output_dir", f"{key}.compile")
     # chained by content: a changed upstream dataset (or start model) is a different stage identity
     upstream = [input_fingerprint(section.dataset or dataset_default)]
     if section.init_from and Path(section.init_from).exists():

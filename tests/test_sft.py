@@ -383,3 +383,23 @@ def test_training_rows_start_with_exactly_the_prompt_eval_gives_the_student(make
         assert first_trained in (n - 1, n) and all(mask[first_trained:])
         im_end = tok.convert_tokens_to_ids("<|im_end|>")
         assert im_end in ids[n:] and mask[ids.index(im_end, n)] == 1  # it learns to stop
+
+
+@pytest.mark.slow
+def test_compiled_layers_train_like_eager_ones(sft_cfg, tmp_path):
+    """sft.compile: every decoder layer is compiled, and the first steps' losses match eager training."""
+    import torch._dynamo
+
+    from seqdistill.train import compile_layers
+
+    logs = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        cfg = sft_cfg(max_steps=3, compile=compiled, output_dir=str(tmp_path / f"c{compiled}"))
+        final = run_sft(cfg)
+        logs[compiled] = [e["loss"] for e in json.loads((final.parent / "train_log.json").read_text()) if "loss" in e]
+    assert len(logs[True]) == len(logs[False]) == 3
+    assert logs[True] == pytest.approx(logs[False], rel=2e-3)
+    trainer, _, _ = build_trainer(sft_cfg(), sft_cfg().sft, "sft", tmp_path / "o", tmp_path / "run" / "filter" / "kept")
+    assert compile_layers(trainer.model) == len(trainer.model.model.layers)
+    assert all(getattr(layer, "_compiled_call_impl", None) is not None for layer in trainer.model.model.layers)
