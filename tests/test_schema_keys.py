@@ -127,3 +127,79 @@ def test_the_probe_model_is_the_one_that_answers(monkeypatch, tmp_path, make_cfg
     cfg = make_cfg(filter={"student_probe": {"model": {"path": "sentinel-proxy"}}})
     probe.probe_pass_rates(cfg, [rec("p1", 0, "x")], tmp_path / "f")  # the fake sampler writes nothing
     assert seen == ["sentinel-proxy"]
+
+
+def test_ray_keys_reach_ray_and_max_retries_bounds_redispatch(monkeypatch, tmp_path):
+    """A stand-in `ray` module records what the driver asks of it: local_num_cpus reaches ray.init,
+    num_cpus/num_gpus_per_replica the actor options, replicas the actor count; with every replica dying,
+    a chunk is dispatched max_retries + 1 times and then refused, naming it."""
+    import sys
+    import types
+
+    from seqdistill.config import ModelConfig, OpenAIConfig, PromptConfig, RayConfig, SamplingConfig
+    from seqdistill.distributed import ray_generate_into
+    from seqdistill.errors import SeqdistillError
+    from seqdistill.sampling import to_params
+
+    seen = {"init": None, "options": None, "actors": 0, "runs": 0}
+
+    class ActorDied(Exception):
+        pass
+
+    class Ref:
+        pass
+
+    class Handle:
+        def __init__(self):
+            seen["actors"] += 1
+            self.run = types.SimpleNamespace(remote=self._run)
+
+        def _run(self, *args):
+            seen["runs"] += 1
+            return Ref()
+
+    class ActorClass:
+        def options(self, **kw):
+            seen["options"] = kw
+            return types.SimpleNamespace(remote=lambda *a: Handle())
+
+    def get(ref):
+        raise ActorDied()
+
+    fake = types.SimpleNamespace(
+        is_initialized=lambda: False, init=lambda **kw: seen.update(init=kw), remote=lambda cls: ActorClass(),
+        wait=lambda refs, num_returns: (refs[:1], refs[1:]), get=get, kill=lambda h: None,
+        exceptions=types.SimpleNamespace(RayActorError=ActorDied, WorkerCrashedError=ActorDied))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    ray_cfg = RayConfig(replicas=3, num_cpus_per_replica=0.5, num_gpus_per_replica=2.0, chunk_size=4,
+                        max_retries=2, local_num_cpus=5)
+    store = Store(tmp_path / "g")
+    store.prepare("generate", "h", {})
+    items = [{"id": f"p{i}", "question": "q", "answer": "1"} for i in range(3)]
+    with pytest.raises(SeqdistillError, match="chunk 0 failed on 3 replicas"):
+        ray_generate_into(store, items, ray_cfg, "hf", ModelConfig(path="m"), OpenAIConfig(), {}, 0,
+                          PromptConfig(), to_params(SamplingConfig()),
+                          task="arithmetic", model="m", tag="t")
+    assert seen["init"]["num_cpus"] == 5 and seen["init"]["address"] is None
+    assert seen["options"] == {"num_cpus": 0.5, "num_gpus": 2.0}
+    assert seen["runs"] == 3  # max_retries 2: the first try and two re-dispatches
+    assert seen["actors"] == 3 + 2  # three replicas, and one new replica for each death that was retried
+
+
+def test_num_threads_reaches_every_stage_that_computes(make_cfg, monkeypatch):
+    from seqdistill import generate, train
+    from seqdistill.sft import run_sft
+
+    seen = []
+    for module in (generate, train, evaluate):
+        monkeypatch.setattr(module, "set_threads", lambda n, module=module: seen.append((module.__name__, n)))
+    cfg = make_cfg(num_threads=3, sft={"max_steps": 1, "save_steps": 100},
+                   filter={"require_correct": False, "drop_truncated": False, "require_boxed": False,
+                           "drop_unclosed_think": False, "drop_garbage": False, "min_tokens": None},
+                   eval={"data": {"synthetic": {"n": 2, "split": "test"}}, "models": ["student"],
+                         "sampling": {"max_tokens": 8}, "speed_prompts": 0})
+    generate.run_generate(cfg)
+    filter_stage.run_filter(cfg)
+    run_sft(cfg)
+    evaluate.run_eval(cfg)
+    assert set(seen) == {("seqdistill.generate", 3), ("seqdistill.train", 3), ("seqdistill.evaluate", 3)}
