@@ -5,6 +5,8 @@ backward), in variants measured in one run:
     base      as `seqdistill sft` trains
     compile   torch.compile of each decoder layer (regional: one compiled graph reused by all layers)
     threads1  torch.set_num_threads(1) (is the second core helping or fighting?)
+    compact   TRL's fused LM head projects only the positions with a label (prompt tokens skipped), as it
+              does on Triton devices; on CPU it projects every position
 
 Prints tokens/s per variant, the ratio to base, and the share of the bf16 matmul peak
 (bench/matmul_peak.py) at ~4 x params FLOPs per token for LoRA. `--profile` adds torch.profiler's top ops for
@@ -53,6 +55,11 @@ def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
         torch.set_num_threads(1)
     if name == "compile":
         compile_layers(model)  # what sft.compile: true does
+    import trl.trainer.utils as trl_utils
+
+    use_triton = trl_utils._use_triton
+    if name == "compact":  # TRL's fused LM head scores only labelled positions on Triton devices; here too
+        trl_utils._use_triton = lambda device: True
     trainer.create_optimizer_and_scheduler(num_training_steps=steps + 2)
     model.train()
     batches = micro_batches(trainer, steps + 2)
@@ -76,6 +83,7 @@ def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
             tokens.append(n_tok)
         print(f"  {name} micro-batch {i}: {n_tok} tokens in {dt:.2f} s ({n_tok / dt:.1f} tok/s)", flush=True)
     torch.set_num_threads(threads)
+    trl_utils._use_triton = use_triton
     per = [t / s for t, s in zip(tokens, times)]
     return {"tokens_per_s": sum(tokens) / sum(times), "median_tokens_per_s": statistics.median(per),
             "spread": [min(per), max(per)], "micro_batches": len(times), "tokens": sum(tokens),
@@ -87,7 +95,7 @@ def main():
     ap.add_argument("-r", "--recipe", required=True)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--steps", type=int, default=6, help="timed micro-batches per variant (after 2 warm-up)")
-    ap.add_argument("--variants", default="base,compile,threads1,base")
+    ap.add_argument("--variants", default="base,compile,compact,threads1,base")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
