@@ -16,7 +16,7 @@ from collections import Counter, deque
 from tqdm import tqdm
 
 from .backends import Params
-from .config import ModelConfig, OpenAIConfig, PromptConfig, RayConfig
+from .config import ModelConfig, OpenAIConfig, PromptConfig
 from .errors import ConfigError, SeqdistillError
 from .records import RECORD_SCHEMA, make_record
 from .store import Store
@@ -55,10 +55,13 @@ class Replica:
         return records, time.perf_counter() - t0
 
 
-def ray_generate_into(store: Store, items: list[dict], ray_cfg: RayConfig, kind: str, model_cfg: ModelConfig,
-                      openai: OpenAIConfig, vllm: dict, seed: int, prompt: PromptConfig, params: Params, *,
-                      task: str, model: str, tag: str, desc: str = "generate", done: set | None = None,
-                      threads: int | None = None, teacher: str = "teacher", sample_offset: int = 0) -> dict:
+def ray_generate_into(store: Store, items: list[dict], engine, model_cfg: ModelConfig, seed: int,
+                      prompt: PromptConfig, params: Params, *, task: str, model: str, tag: str,
+                      desc: str = "generate", done: set | None = None, teacher: str = "teacher",
+                      sample_offset: int = 0) -> dict:
+    """sampling.sample_into on a Ray cluster: `engine` (sampling.Engine) names the backend, its settings and
+    engine.ray the cluster."""
+    ray_cfg, kind, openai, vllm, threads = engine.ray, engine.backend, engine.openai, engine.vllm, engine.threads
     try:
         import ray
     except ImportError:

@@ -4,12 +4,15 @@ the teacher's top-K logprobs. The top-K encoding lives here and only here (gener
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from .backends import Completion, PromptIn
 from .chat import split_reasoning
+
+if TYPE_CHECKING:  # the record schema does not depend on the backends; only make_record's types name them
+    from .backends import Completion, PromptIn
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 RECORD_SCHEMA = pa.schema([

@@ -197,8 +197,7 @@ def sample_into(store: Store, items: list[dict], engine: Engine, model_cfg, prom
     if engine.ray is not None and backend is None:
         from .distributed import ray_generate_into
 
-        stats = ray_generate_into(store, items, engine.ray, engine.backend, model_cfg, engine.openai, engine.vllm,
-                                  seed, prompt, params, threads=engine.threads, desc=desc, **common)
+        stats = ray_generate_into(store, items, engine, model_cfg, seed, prompt, params, desc=desc, **common)
         return stats
     owned = backend is None
     tok = None

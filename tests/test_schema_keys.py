@@ -136,10 +136,10 @@ def test_ray_keys_reach_ray_and_max_retries_bounds_redispatch(monkeypatch, tmp_p
     import sys
     import types
 
-    from seqdistill.config import ModelConfig, OpenAIConfig, PromptConfig, RayConfig, SamplingConfig
+    from seqdistill.config import ModelConfig, PromptConfig, RayConfig, SamplingConfig
     from seqdistill.distributed import ray_generate_into
     from seqdistill.errors import SeqdistillError
-    from seqdistill.sampling import to_params
+    from seqdistill.sampling import Engine, to_params
 
     seen = {"init": None, "options": None, "actors": 0, "runs": 0}
 
@@ -177,9 +177,8 @@ def test_ray_keys_reach_ray_and_max_retries_bounds_redispatch(monkeypatch, tmp_p
     store.prepare("generate", "h", {})
     items = [{"id": f"p{i}", "question": "q", "answer": "1"} for i in range(3)]
     with pytest.raises(SeqdistillError, match="chunk 0 failed on 3 replicas"):
-        ray_generate_into(store, items, ray_cfg, "hf", ModelConfig(path="m"), OpenAIConfig(), {}, 0,
-                          PromptConfig(), to_params(SamplingConfig()),
-                          task="arithmetic", model="m", tag="t")
+        ray_generate_into(store, items, Engine("hf", ray=ray_cfg), ModelConfig(path="m"), 0, PromptConfig(),
+                          to_params(SamplingConfig()), task="arithmetic", model="m", tag="t")
     assert seen["init"]["num_cpus"] == 5 and seen["init"]["address"] is None
     assert seen["options"] == {"num_cpus": 0.5, "num_gpus": 2.0}
     assert seen["runs"] == 3  # max_retries 2: the first try and two re-dispatches
