@@ -7,6 +7,8 @@ backward), in variants measured in one run:
     threads1  torch.set_num_threads(1) (is the second core helping or fighting?)
     compact   TRL's fused LM head projects only the positions with a label (prompt tokens skipped), as it
               does on Triton devices; on CPU it projects every position
+    labelled-ce  plain cross-entropy on the labelled positions' logits (materialised, autocast dtype) instead
+              of TRL's chunked fused head (+compile: with compiled layers too)
 
 Prints tokens/s per variant, the ratio to base, and the share of the bf16 matmul peak
 (bench/matmul_peak.py) at ~4 x params FLOPs per token for LoRA. `--profile` adds torch.profiler's top ops for
@@ -45,6 +47,22 @@ def micro_batches(trainer, k: int) -> list[dict]:
     return out
 
 
+def labelled_ce_loss(model, inputs, return_outputs=False, num_items_in_batch=None):
+    """Cross-entropy over the labelled positions only, with plain (materialised) logits: the backbone, then
+    the LM head on the hidden states whose next token has a label, in the autocast dtype; no entropy or
+    top-1 metrics. The same loss as TRL's fused head (sum over labelled tokens / num_items_in_batch)."""
+    import torch.nn.functional as F
+
+    labels = inputs["labels"][:, 1:]
+    kwargs = {k: v for k, v in inputs.items() if k != "labels"}
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.model(**kwargs, use_cache=False).last_hidden_state[:, :-1]
+    mask = labels != -100
+    logits = base.get_output_embeddings()(hidden[mask])
+    total = F.cross_entropy(logits.float(), labels[mask], reduction="sum")
+    return total / (num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp(min=1))
+
+
 def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp())
@@ -60,6 +78,10 @@ def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
     use_triton = trl_utils._use_triton
     if name == "compact":  # TRL's fused LM head scores only labelled positions on Triton devices; here too
         trl_utils._use_triton = lambda device: True
+    if name in ("labelled-ce", "labelled-ce+compile"):
+        trainer.compute_loss = labelled_ce_loss
+        if name.endswith("compile"):
+            compile_layers(model)
     trainer.create_optimizer_and_scheduler(num_training_steps=steps + 2)
     model.train()
     batches = micro_batches(trainer, steps + 2)
@@ -73,15 +95,16 @@ def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
             from torch.profiler import profile as prof
 
             with prof(activities=[ProfilerActivity.CPU]) as p:
-                trainer.training_step(model, batch, torch.tensor(items))
+                loss = trainer.training_step(model, batch, torch.tensor(items))
             print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
         else:
-            trainer.training_step(model, batch, torch.tensor(items))
+            loss = trainer.training_step(model, batch, torch.tensor(items))
         dt = time.perf_counter() - t0
         if i >= 2:  # the first two: warm-up (allocator, oneDNN primitive caches, compilation)
             times.append(dt)
             tokens.append(n_tok)
-        print(f"  {name} micro-batch {i}: {n_tok} tokens in {dt:.2f} s ({n_tok / dt:.1f} tok/s)", flush=True)
+        print(f"  {name} micro-batch {i}: {n_tok} tokens in {dt:.2f} s ({n_tok / dt:.1f} tok/s), loss "
+              f"{float(loss):.5f}", flush=True)
     torch.set_num_threads(threads)
     trl_utils._use_triton = use_triton
     per = [t / s for t, s in zip(tokens, times)]
@@ -95,7 +118,7 @@ def main():
     ap.add_argument("-r", "--recipe", required=True)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--steps", type=int, default=6, help="timed micro-batches per variant (after 2 warm-up)")
-    ap.add_argument("--variants", default="base,compile,compact,threads1,base")
+    ap.add_argument("--variants", default="base,compile,compact,labelled-ce,labelled-ce+compile,threads1,base")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()

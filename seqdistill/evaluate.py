@@ -223,7 +223,13 @@ def witness_agreement(recs: list[dict], items: list[tuple], verdicts: list, kw: 
 
 
 def train_questions(cfg: RecipeConfig) -> list[str]:
-    """The prompts the student was trained on: the generate stage's records, else the recipe's data."""
+    """The prompts the students were trained on: filter's kept traces, which sft and kd read unless a recipe
+    names another dataset (a prompt the filter removed, e.g. as contaminated, never reached a student); else the
+    generate stage's records; else the recipe's data."""
+    kept = cfg.stage_dir("filter")
+    custom = any(s is not None and s.dataset for s in (cfg.sft, cfg.kd))
+    if not custom and (Store(kept).manifest() or {}).get("complete"):
+        return Store(kept, "kept").column("question")
     gen = cfg.stage_dir("generate")
     if (gen / "manifest.json").is_file():
         return Store(gen).column("question")

@@ -333,6 +333,7 @@ def count_prompt_only(tok, ds, max_length: int, key: str) -> int:
 def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path, dataset_default: Path,
                   trainer_cls=None, args_cls=None, model=None, inputs=None, **extra):
     """`inputs`: what load_inputs returned (train_stage checks them before writing anything)."""
+    import torch
     from trl import SFTTrainer
 
     path, tok, train_dataset, notes = inputs or load_inputs(cfg, section, key, dataset_default)
@@ -341,6 +342,10 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
     model = model or load_student(path, section, key, cfg.student, from_folder=bool(section.init_from))
     args = trl_args(section, out, args_cls, **extra)
     throughput = _as_callback(ThroughputCallback())
+    if trainer_cls is None and not torch.cuda.is_available():
+        from .cpu_loss import LabelledLossSFTTrainer  # ~1.5x a CPU step: see cpu_loss
+
+        trainer_cls = LabelledLossSFTTrainer
     trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_dataset,
                                           processing_class=tok, peft_config=peft_config(section),
                                           callbacks=[throughput])

@@ -215,3 +215,33 @@ def test_eval_speed_is_timed_after_a_warm_up_repeated_and_re_measured_when_setti
     run_eval(make_cfg(eval={**ev, "batch_size": 2}))
     assert len(calls) == 4
     assert sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet")) == shards
+
+
+def test_train_eval_overlap_counts_what_reached_the_student_not_what_the_filter_removed(tmp_path):
+    """A generated prompt that overlaps the benchmark and that filter's decontamination removed never reached a
+    student: eval's overlap check is against filter's kept traces once the filter has run (issue 15's GSM8K run:
+    8 of 500 test items overlapped the 1,600 generated prompts, none the kept ones)."""
+    from fakes import rec, write_generate_output
+
+    from seqdistill.config import validate
+    from seqdistill.errors import DataError
+    from seqdistill.evaluate import overlap_report
+    from seqdistill.filter import run_filter
+
+    leaked = "Ava buys seven red apples at the market and gives three of them to her little brother Tom."
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"question": leaked, "answer": "4"}) + "\n")
+    ok = "<think>\nseven minus three is four\n</think>\nSo \\boxed{4}."
+    write_generate_output(tmp_path / "run" / "generate",
+                          [rec("p1", 0, ok, gold="4", question=leaked), rec("p2", 0, ok, gold="4")])
+    recipe = {"run_dir": str(tmp_path / "run"), "eval": {"data": {"path": str(bench)}},
+              "filter": {"num_workers": 1, "min_tokens": None, "decontaminate": [{"path": str(bench)}]}}
+    cfg = validate(recipe)
+    items = [{"id": "b0", "question": leaked, "answer": "4"}]
+    with pytest.raises(DataError, match="1 of 1 eval items"):  # before the filter: every generated prompt
+        overlap_report(cfg, items)
+    run_filter(cfg)
+    assert overlap_report(cfg, items)["overlapping"] == 0
+    custom = validate({**recipe, "sft": {"dataset": str(tmp_path / "run" / "generate")}})
+    with pytest.raises(DataError, match="1 of 1 eval items"):  # a recipe that trains on something else
+        overlap_report(custom, items)

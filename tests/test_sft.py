@@ -403,3 +403,31 @@ def test_compiled_layers_train_like_eager_ones(sft_cfg, tmp_path):
     trainer, _, _ = build_trainer(sft_cfg(), sft_cfg().sft, "sft", tmp_path / "o", tmp_path / "run" / "filter" / "kept")
     assert compile_layers(trainer.model) == len(trainer.model.model.layers)
     assert all(getattr(layer, "_compiled_call_impl", None) is not None for layer in trainer.model.model.layers)
+
+
+def test_the_cpu_loss_equals_trls_fused_head_in_value_and_gradient(sft_cfg, tmp_path):
+    """cpu_loss.labelled_ce (logits of labelled positions only) against TRL's fused LM head on the same packed
+    and padded batches: same loss, same gradients, same token count."""
+    from trl import SFTTrainer
+
+    from seqdistill.cpu_loss import LabelledLossSFTTrainer, labelled_ce
+
+    for packing in (True, False):
+        cfg = sft_cfg(packing=packing, lora={"r": 4, "alpha": 8, "dropout": 0.0})
+        trainer, _, _ = build_trainer(cfg, cfg.sft, "sft", tmp_path / f"o{packing}", cfg.stage_dir("filter") / "kept")
+        assert isinstance(trainer, LabelledLossSFTTrainer)  # chosen on CPU
+        batch = next(iter(trainer.get_train_dataloader()))
+        n_items = (batch["labels"][:, 1:] != -100).sum()
+        params = [p for p in trainer.model.parameters() if p.requires_grad]
+        grads = {}
+        for name in ("ours", "trl"):
+            trainer.model.zero_grad()
+            if name == "ours":
+                loss = labelled_ce(trainer.model, batch, n_items)[0]
+            else:
+                loss = SFTTrainer.compute_loss(trainer, trainer.model, dict(batch), num_items_in_batch=n_items)
+            loss.backward()
+            grads[name] = (loss.detach(), [p.grad.clone() for p in params])
+        assert torch.allclose(grads["ours"][0], grads["trl"][0], rtol=1e-5)
+        for a, b in zip(grads["ours"][1], grads["trl"][1]):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
