@@ -2,13 +2,11 @@
 same model, LoRA, packing and data `seqdistill sft` uses), timed micro-batch by micro-batch (forward +
 backward), in variants measured in one run:
 
-    base      as `seqdistill sft` trains
-    compile   torch.compile of each decoder layer (regional: one compiled graph reused by all layers)
-    threads1  torch.set_num_threads(1) (is the second core helping or fighting?)
-    compact   TRL's fused LM head projects only the positions with a label (prompt tokens skipped), as it
-              does on Triton devices; on CPU it projects every position
-    labelled-ce  plain cross-entropy on the labelled positions' logits (materialised, autocast dtype) instead
-              of TRL's chunked fused head (+compile: with compiled layers too)
+    base      as `seqdistill sft` trains (on CPU: cross-entropy on the labelled positions' logits, cpu_loss.py)
+    trl-head  TRL's own loss: its chunked fused LM head over every position (what base was before cpu_loss)
+    compact   trl-head projecting only the positions with a label, as TRL does on Triton devices
+    compile   base + torch.compile of each decoder layer (sft.compile: regional, one graph for all layers)
+    threads1  base with torch.set_num_threads(1) (is the second core helping or fighting?)
 
 Prints tokens/s per variant, the ratio to base, and the share of the bf16 matmul peak
 (bench/matmul_peak.py) at ~4 x params FLOPs per token for LoRA. `--profile` adds torch.profiler's top ops for
@@ -47,22 +45,6 @@ def micro_batches(trainer, k: int) -> list[dict]:
     return out
 
 
-def labelled_ce_loss(model, inputs, return_outputs=False, num_items_in_batch=None):
-    """Cross-entropy over the labelled positions only, with plain (materialised) logits: the backbone, then
-    the LM head on the hidden states whose next token has a label, in the autocast dtype; no entropy or
-    top-1 metrics. The same loss as TRL's fused head (sum over labelled tokens / num_items_in_batch)."""
-    import torch.nn.functional as F
-
-    labels = inputs["labels"][:, 1:]
-    kwargs = {k: v for k, v in inputs.items() if k != "labels"}
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = base.model(**kwargs, use_cache=False).last_hidden_state[:, :-1]
-    mask = labels != -100
-    logits = base.get_output_embeddings()(hidden[mask])
-    total = F.cross_entropy(logits.float(), labels[mask], reduction="sum")
-    return total / (num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp(min=1))
-
-
 def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp())
@@ -78,10 +60,12 @@ def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
     use_triton = trl_utils._use_triton
     if name == "compact":  # TRL's fused LM head scores only labelled positions on Triton devices; here too
         trl_utils._use_triton = lambda device: True
-    if name in ("labelled-ce", "labelled-ce+compile"):
-        trainer.compute_loss = labelled_ce_loss
-        if name.endswith("compile"):
-            compile_layers(model)
+    if name in ("trl-head", "compact"):  # TRL's own loss: its chunked fused LM head
+        import types
+
+        from trl import SFTTrainer
+
+        trainer.compute_loss = types.MethodType(SFTTrainer.compute_loss, trainer)
     trainer.create_optimizer_and_scheduler(num_training_steps=steps + 2)
     model.train()
     batches = micro_batches(trainer, steps + 2)
@@ -118,7 +102,7 @@ def main():
     ap.add_argument("-r", "--recipe", required=True)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--steps", type=int, default=6, help="timed micro-batches per variant (after 2 warm-up)")
-    ap.add_argument("--variants", default="base,compile,compact,labelled-ce,labelled-ce+compile,threads1,base")
+    ap.add_argument("--variants", default="trl-head,base,compile,compact,threads1,trl-head")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
