@@ -5,7 +5,8 @@ backward), in variants measured in one run:
     base      as `seqdistill sft` trains (on CPU: cross-entropy on the labelled positions' logits, cpu_loss.py)
     trl-head  TRL's own loss: its chunked fused LM head over every position (what base was before cpu_loss)
     compact   trl-head projecting only the positions with a label, as TRL does on Triton devices
-    compile   base + torch.compile of each decoder layer (sft.compile: regional, one graph for all layers)
+    compile   base + torch.compile of each decoder layer (sft.compile: regional, one graph for all layers);
+              every other variant runs eager whatever the recipe says
     threads1  base with torch.set_num_threads(1) (is the second core helping or fighting?)
 
 Prints tokens/s per variant, the ratio to base, and the share of the bf16 matmul peak
@@ -33,7 +34,7 @@ from matmul_peak import tflops  # noqa: E402
 
 from seqdistill.config import load_recipe  # noqa: E402
 from seqdistill.models import count_params  # noqa: E402
-from seqdistill.train import build_trainer, compile_layers  # noqa: E402
+from seqdistill.train import build_trainer  # noqa: E402
 
 
 def micro_batches(trainer, k: int) -> list[dict]:
@@ -48,13 +49,13 @@ def micro_batches(trainer, k: int) -> list[dict]:
 def run_variant(cfg, name: str, steps: int, profile: bool) -> dict:
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp())
-    trainer, _, path = build_trainer(cfg, cfg.sft, "sft", tmp, cfg.stage_dir("filter") / "kept")
+    # the variant decides compilation, not the recipe's sft.compile
+    section = cfg.sft.model_copy(update={"compile": name == "compile"})
+    trainer, _, path = build_trainer(cfg, section, "sft", tmp, cfg.stage_dir("filter") / "kept")
     model = trainer.model
     threads = torch.get_num_threads()
     if name == "threads1":
         torch.set_num_threads(1)
-    if name == "compile":
-        compile_layers(model)  # what sft.compile: true does
     import trl.trainer.utils as trl_utils
 
     use_triton = trl_utils._use_triton
