@@ -140,12 +140,15 @@ def _make_kd_trainer():
             labels = inputs["labels"][:, 1:]
             count = (labels != IGNORE_INDEX).sum()
             if "topk_ids" in inputs:
-                out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-                logits = out.logits[:, :-1]
-                ce_sum = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                # the LM head only where some row has a label (the prompt's logits would be masked anyway)
+                keep = (labels != IGNORE_INDEX).any(0).nonzero().squeeze(1)
+                out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            logits_to_keep=keep)
+                logits, kept = out.logits, labels[:, keep]
+                ce_sum = F.cross_entropy(logits.flatten(0, 1).float(), kept.flatten(),
                                          ignore_index=IGNORE_INDEX, reduction="sum")
-                kd_sum = kd_loss(logits, labels, topk_ids=inputs["topk_ids"][:, 1:],
-                                 topk_logprobs=inputs["topk_logprobs"][:, 1:], temperature=k.temperature,
+                kd_sum = kd_loss(logits, kept, topk_ids=inputs["topk_ids"][:, 1:][:, keep],
+                                 topk_logprobs=inputs["topk_logprobs"][:, 1:][:, keep], temperature=k.temperature,
                                  kind=k.divergence, beta=k.jsd_beta, tail=k.tail, reduction="sum")
             else:
                 out = None

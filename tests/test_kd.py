@@ -358,3 +358,40 @@ def test_jsd_beta_and_temperature_reach_the_kd_loss(make_cfg, tiny, tmp_path, mo
                        "temperature": 1.7})
     run_kd(cfg)
     assert seen and set(seen) == {(0.23, 1.7, "jsd")}
+
+
+def test_offline_loss_on_labelled_logits_equals_the_full_logits_reference(tiny):
+    """Offline KD projects the LM head only at positions some row has a label after (logits_to_keep). Two
+    padded rows whose labelled spans differ: CE and KD sums equal the reference computed on the full logits."""
+    import types
+
+    import torch.nn.functional as F
+
+    from seqdistill.config import KDSection
+    from seqdistill.kd import _make_kd_trainer
+    from seqdistill.kd_loss import kd_loss
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny["student"]).eval()
+    V, L, K = model.config.vocab_size, 12, 4
+    ids = torch.randint(0, V, (2, L))
+    attn = torch.ones(2, L, dtype=torch.long)
+    attn[1, 9:] = 0  # row 1 is padded
+    labels = torch.full((2, L), -100)
+    labels[0, 4:10], labels[1, 6:9] = ids[0, 4:10], ids[1, 6:9]
+    topk_ids = torch.randint(0, V, (2, L, K))
+    topk_lp = torch.log_softmax(torch.randn(2, L, K), -1) - 0.1
+    batch = {"input_ids": ids, "attention_mask": attn, "labels": labels, "topk_ids": topk_ids,
+             "topk_logprobs": topk_lp}
+    k = KDSection(mode="offline", alpha=0.5)
+    trainer = object.__new__(_make_kd_trainer())
+    trainer.kd, trainer._kd_sums, trainer._metrics = k, {}, {"eval": collections.defaultdict(list)}
+    trainer.args = types.SimpleNamespace(average_tokens_across_devices=False)
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=torch.tensor(9))
+        full = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+        lab = labels[:, 1:]
+        ce = F.cross_entropy(full.flatten(0, 1).float(), lab.flatten(), ignore_index=-100, reduction="sum")
+        kd = kd_loss(full, lab, topk_ids=topk_ids[:, 1:], topk_logprobs=topk_lp[:, 1:], temperature=1.0,
+                     kind="forward", beta=0.5, tail="bucket", reduction="sum")
+    assert loss.item() == pytest.approx(((0.5 * ce + 0.5 * kd) / 9).item(), rel=1e-5)
