@@ -106,9 +106,9 @@ def test_vllm_logprobs_match_hf_layout_and_greedy_tokens(tmp_path, tiny, lane):
         np.testing.assert_allclose(lv[:, 0], lh[:, 0], atol=0.05)
 
 
-def _write(tmp_path, tiny, lane, **gen):
+def _write(tmp_path, tiny, lane, n=40, **gen):
     data = recipe(tmp_path, tiny, teacher={"path": str(lane["model"])},
-                  data={"synthetic": {"n": 40}, "task": "arithmetic"},
+                  data={"synthetic": {"n": n}, "task": "arithmetic"},
                   generate={"backend": "vllm", "batch_size": 2, "vllm": {"enforce_eager": True, "max_model_len": 512},
                             "sampling": {"n": 2, "max_tokens": 64, "temperature": 1.0}, **gen})
     path = tmp_path / "r.yaml"
@@ -120,9 +120,10 @@ def _write(tmp_path, tiny, lane, **gen):
 def test_vllm_resume_after_kill(tmp_path, tiny, lane):
     from seqdistill.store import Store
 
-    # streaming with 2 prompts in flight: shards appear one by one (with all 40 in flight they all finish at
-    # once on this tiny model, before the kill could land)
-    path, env = _write(tmp_path, tiny, lane, max_in_flight=2)
+    # streaming with 2 prompts in flight: shards appear one by one (with all in flight they all finish at
+    # once on this tiny model, before the kill could land). 200 prompts: on a quiet machine 40 could all be
+    # written between two polls of the shard count, and the kill would find nothing left to interrupt
+    path, env = _write(tmp_path, tiny, lane, n=200, max_in_flight=2)
     cmd = [sys.executable, "-m", "seqdistill.cli", "generate", "-r", str(path)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -133,12 +134,14 @@ def test_vllm_resume_after_kill(tmp_path, tiny, lane):
     os.killpg(proc.pid, signal.SIGKILL)  # the engine's worker processes too
     proc.wait()
     partial = Store(shards.parent).count()
-    assert 0 < partial < 80
-    first = set(shards.glob("*.parquet"))
+    assert 0 < partial < 400
+    # a shard cut off while being written is a .tmp- file: not a shard, and the resume removes it
+    first = {p for p in shards.glob("*.parquet") if not p.name.startswith(".tmp-")}
     subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
     recs = records(shards.parent)
     keys = [(r["prompt_id"], r["sample_index"]) for r in recs]
-    assert len(keys) == len(set(keys)) == 80 and first <= set(shards.glob("*.parquet"))
+    assert len(keys) == len(set(keys)) == 400 and first <= set(shards.glob("*.parquet"))
+    assert not list(shards.glob(".tmp-*"))
 
 
 def test_vllm_two_shard_processes(tmp_path, tiny, lane):
