@@ -353,18 +353,18 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
     trainer.callback_handler.callbacks.remove(throughput)
     trainer.callback_handler.callbacks.insert(0, throughput)
     if section.compile:
-        compile_layers(trainer.model)
+        compile_layers(trainer.model, key)
     return trainer, tok, path
 
 
-def compile_layers(model) -> int:
+def compile_layers(model, key: str = "sft") -> int:
     """Regional torch.compile: each decoder layer's forward (and through AOTAutograd its backward) compiled with
     dynamic shapes, so packed rows of every length share one graph. Layers are alike: the graph is compiled
     once and reused, where compiling the whole model would trace every layer. Returns how many were compiled."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = getattr(getattr(base, "model", base), "layers", None)
     if layers is None:
-        raise ConfigError(f"compile: {type(base).__name__} has no model.layers to compile")
+        raise ConfigError(f"{key}.compile: {type(base).__name__} has no model.layers to compile; set it to false")
     for layer in layers:
         layer.compile(dynamic=True)
     log.info("compile: %d decoder layers compiled with torch.compile (regional, dynamic shapes)", len(layers))

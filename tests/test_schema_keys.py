@@ -202,3 +202,13 @@ def test_num_threads_reaches_every_stage_that_computes(make_cfg, monkeypatch):
     run_sft(cfg)
     evaluate.run_eval(cfg)
     assert set(seen) == {("seqdistill.generate", 3), ("seqdistill.train", 3), ("seqdistill.evaluate", 3)}
+
+
+def test_compile_on_a_model_without_decoder_layers_is_refused_naming_the_key():
+    import torch
+
+    from seqdistill.errors import ConfigError
+    from seqdistill.train import compile_layers
+
+    with pytest.raises(ConfigError, match=r"kd\.compile: Linear has no model\.layers"):
+        compile_layers(torch.nn.Linear(2, 2), "kd")
