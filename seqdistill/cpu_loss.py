@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
-IGNORE_INDEX = -100
+from .kd_loss import IGNORE_INDEX
 
 
 def labelled_ce(model, inputs: dict, num_items_in_batch=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
