@@ -348,6 +348,8 @@ class EvalConfig(EngineConfig):
                                                      "after a warm-up, apart from the scored samples (0: no timing)")
     speed_repeats: int = Field(3, ge=1, description="timed passes per model; tok/s is their median, the spread "
                                                     "their min-max")
+    speed_tokens: int = Field(256, ge=1, description="tokens every timed sequence decodes, end-of-sequence ignored "
+                              "(at most sampling.max_tokens), so every model is timed on the same work")
 
 
 class RecipeConfig(Section):

@@ -166,3 +166,23 @@ def test_hf_samples_do_not_depend_on_their_batch(tiny):
     assert alone[0].token_ids != alone[1].token_ids  # two samples of one prompt differ
     other = be.generate([pin("a", "Ava has three apples")], Params(**{**p.__dict__, "seed": 4}))[0]
     assert [c.token_ids for c in other] != [c.token_ids for c in alone]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_hf_ignore_eos_decodes_exactly_max_tokens(tiny, temperature):
+    """Speed timing decodes the same number of tokens with every model (Params.ignore_eos): a sequence that would
+    end at its first token still decodes max_tokens, greedy or sampled, and a stop string does not cut it."""
+    from seqdistill.backends import Params, PromptIn
+    from seqdistill.backends.hf import HFBackend
+
+    be = HFBackend(str(tiny["student"]), tiny["tok"], dtype="float32")
+    tok = tiny["tok"]
+    prompts = [PromptIn(id=str(i), messages=[], token_ids=tok(t, add_special_tokens=False)["input_ids"])
+               for i, t in enumerate(["Ava has three apples", "Zed"])]
+    p = Params(n=2, temperature=temperature, max_tokens=7, seed=0)
+    first = {c.token_ids[0] for row in be.generate(prompts, p) for c in row}
+    be.eos_ids = sorted(set(be.eos_ids) | first)  # every sequence would now end at its first token
+    assert {c.completion_tokens for row in be.generate(prompts, p) for c in row} == {1}
+    fixed = be.generate(prompts, Params(**{**p.__dict__, "ignore_eos": True, "stop": ["a", " "]}))
+    assert [[c.completion_tokens for c in row] for row in fixed] == [[7, 7], [7, 7]]
+    assert all(c.finish_reason == "length" for row in fixed for c in row)

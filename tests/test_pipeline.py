@@ -45,6 +45,8 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny):
     summ = report["summary"]["student"]
     assert summ["size_ratio"] == pytest.approx(s["params"] / t["params"])
     assert summ["speedup"] == pytest.approx(s["tokens_per_s"] / t["tokens_per_s"])
+    for m in (t, s):  # both timed on the same work: every timed sequence decoded exactly speed_tokens
+        assert m["speed_fixed_length"] and m["speed_tokens_per_sequence"] == 8
     table = (out / "report.md").read_text()
     assert "| teacher |" in table and "| student |" in table and "retention" in table
     assert (out / "report.png").stat().st_size > 1000 and (out / "student" / "samples.parquet").is_file()
@@ -68,11 +70,29 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny):
 
 
 def test_distillation_summary_math():
-    res = {"teacher": {"accuracy": {"mean": 0.8}, "params": 1000, "tokens_per_s": 10.0, "latency_per_problem_s": 4.0},
-           "final": {"accuracy": {"mean": 0.6}, "params": 400, "tokens_per_s": 25.0, "latency_per_problem_s": 1.0}}
+    same = {"speed_fixed_length": True, "speed_tokens_per_sequence": 256}
+    res = {"teacher": {"accuracy": {"mean": 0.8}, "params": 1000, "tokens_per_s": 10.0, "latency_per_problem_s": 4.0,
+                       **same},
+           "final": {"accuracy": {"mean": 0.6}, "params": 400, "tokens_per_s": 25.0, "latency_per_problem_s": 1.0,
+                     **same}}
     s = distillation_summary(res)["final"]
     assert s["retention"] == pytest.approx(0.75) and s["size_ratio"] == 0.4 and s["speedup"] == 2.5
     assert s["latency_ratio"] == 0.25
+
+
+@pytest.mark.parametrize("final_speed", [{"speed_fixed_length": False, "speed_tokens_per_sequence": 256},
+                                         {"speed_fixed_length": True, "speed_tokens_per_sequence": 128}, {}])
+def test_speedup_is_refused_when_the_models_were_not_timed_on_the_same_work(final_speed):
+    """A batch's time is its longest answer's: tok/s of answers of different lengths (a timing from before the
+    fixed-length protocol, a backend that cannot ignore the end of sequence, another length) is no speed-up."""
+    res = {"teacher": {"accuracy": {"mean": 0.8}, "params": 1000, "tokens_per_s": 10.0, "latency_per_problem_s": 4.0,
+                       "tokens_per_s_spread": [9.0, 11.0], "speed_fixed_length": True,
+                       "speed_tokens_per_sequence": 256},
+           "final": {"accuracy": {"mean": 0.6}, "params": 400, "tokens_per_s": 25.0, "latency_per_problem_s": 1.0,
+                     "tokens_per_s_spread": [24.0, 26.0], **final_speed}}
+    s = distillation_summary(res)["final"]
+    assert s["speedup"] is None and s["speedup_spread"] is None and s["latency_ratio"] is None
+    assert s["retention"] == pytest.approx(0.75)  # accuracy and size still compare
 
 
 def test_eval_names_missing_stage_model(make_cfg):
@@ -194,9 +214,9 @@ def test_eval_speed_is_timed_after_a_warm_up_repeated_and_re_measured_when_setti
     calls = []
     real = evaluate.measure_speed
 
-    def spy(backend, prompts, params, repeats, label):
+    def spy(backend, prompts, params, repeats, label, tokens):
         calls.append((label, len(prompts), repeats))
-        return real(backend, prompts, params, repeats, label)
+        return real(backend, prompts, params, repeats, label, tokens)
 
     monkeypatch.setattr(evaluate, "measure_speed", spy)
     ev = {**EVAL, "models": ["teacher", "student"], "speed_prompts": 2, "speed_repeats": 3}
@@ -214,6 +234,9 @@ def test_eval_speed_is_timed_after_a_warm_up_repeated_and_re_measured_when_setti
     assert len(calls) == 2
     run_eval(make_cfg(eval={**ev, "batch_size": 2}))
     assert len(calls) == 4
+    run_eval(make_cfg(eval={**ev, "batch_size": 2, "speed_tokens": 4}))  # another timed length: timed again
+    assert len(calls) == 6
+    assert json.loads((out / "eval.json").read_text())["models"]["teacher"]["speed_tokens_per_sequence"] == 4
     assert sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet")) == shards
 
 

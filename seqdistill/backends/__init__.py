@@ -36,6 +36,9 @@ class Params:
     logprobs: int | None = None  # top-K capture (generate.logprobs)
     thinking_budget: int | None = _DEFAULT.thinking_budget  # budget forcing (sampling.sample); backends never see it
     budget_close: str = _DEFAULT.budget_close
+    # speed timing only: decode exactly max_tokens per sequence, end-of-sequence and stop strings ignored, so
+    # every model is timed on the same work (a batch's time is set by its longest answer otherwise)
+    ignore_eos: bool = False
 
 
 @dataclass

@@ -94,7 +94,9 @@ class HFBackend:
         if p.temperature > 0:
             seeds = [prompt_seed(p.seed, pr.id) + j for pr in prompts for j in range(p.n)]
             kwargs["logits_processor"] = LogitsProcessorList([_RowSampler(seeds, p.temperature, p.top_p, p.top_k)])
-        if p.stop:
+        if p.ignore_eos:  # every end-of-sequence id is masked until max_tokens
+            kwargs["min_new_tokens"] = p.max_tokens
+        elif p.stop:
             kwargs.update(stop_strings=p.stop, tokenizer=self.tok)
         capture = hook = None
         if p.logprobs:
@@ -125,7 +127,7 @@ class HFBackend:
                         end -= 1
                 gen = gen[:end]
                 text = self.tok.decode(gen, skip_special_tokens=True)
-                text, hit = truncate_at_stop(text, p.stop)
+                text, hit = truncate_at_stop(text, [] if p.ignore_eos else p.stop)
                 if hit:
                     reason = "stop"
                 c = Completion(text=text, finish_reason=reason, completion_tokens=len(gen),

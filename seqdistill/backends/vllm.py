@@ -22,6 +22,8 @@ def sampling_kwargs(p: Params, prompt_id: str) -> dict:
         kw["top_k"] = p.top_k
     if p.logprobs:
         kw["logprobs"] = p.logprobs
+    if p.ignore_eos:
+        kw.update(ignore_eos=True, stop=None)
     return kw
 
 
