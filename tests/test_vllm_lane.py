@@ -205,3 +205,19 @@ def test_vllm_stream_yields_each_prompt_when_it_finishes(tiny, lane, monkeypatch
         assert order[-1] == "p0" if bound == 6 else order.index("p0") >= 1
         for pr, row in got:
             assert len(row) == 2 and all(c.completion_tokens == length[pr.id] for c in row)
+
+
+def test_vllm_speed_timing_decodes_the_same_fixed_length_for_every_sequence(lane):
+    """eval's speed passes: every sequence decodes exactly the timed length; the stop strings and end of sequence
+    that end free answers early are ignored, so two models are timed on the same work."""
+    from seqdistill.backends import Params, PromptIn
+    from seqdistill.evaluate import measure_speed
+
+    be = lane["backend"]
+    prompts = [PromptIn(id=str(i), messages=[], text=t) for i, t in enumerate(["Ava has", "Zed", "a longer one"])]
+    common = list("etaoinsrh ")  # random text hits one of these within a few tokens
+    free = be.generate(prompts, Params(n=1, temperature=0.0, max_tokens=24, stop=common))
+    assert min(c.completion_tokens for row in free for c in row) < 24
+    speed = measure_speed(be, prompts, Params(n=1, temperature=0.0, max_tokens=64, stop=common), 2, "t", 24)
+    assert speed["fixed_length"] and speed["tokens_per_sequence"] == 24
+    assert [r["tokens"] for r in speed["runs"]] == [3 * 24, 3 * 24]
