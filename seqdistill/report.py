@@ -430,6 +430,15 @@ def eval_markdown(report: dict) -> str:
                 _fmt(r["latency_per_problem_s"], digits=1), _fmt(s.get("retention"), True),
                 _fmt(s.get("size_ratio"), True), _speedup(s)]
         lines.append("| " + " | ".join(row) + " |")
+    timed = {label: r for label, r in report["models"].items() if r.get("tokens_per_s")}
+    free = [label for label, r in timed.items() if not r.get("speed_fixed_length")]
+    if free:  # distillation_summary gave these no speed-up: their tok/s measured answer lengths too
+        lines += ["", "tok/s of " + ", ".join(free) + " was timed on answers of free length (the backend cannot "
+                  "ignore the end of sequence, or the timing predates fixed-length timing): no speed-up is given"]
+    elif timed:
+        n = {r.get("speed_tokens_per_sequence") for r in timed.values()}
+        lines += ["", f"tok/s: every timed sequence decoded exactly {'/'.join(str(x) for x in sorted(n))} tokens "
+                  "(end of sequence ignored), so every model did the same work"]
     wit = [(label, r["witness"]) for label, r in report["models"].items() if r.get("witness")]
     if wit:
         lines += ["", "Outside witness (" + wit[0][1]["scorer"] + "), agreement with our accuracy verdicts per "

@@ -48,6 +48,7 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny):
     for m in (t, s):  # both timed on the same work: every timed sequence decoded exactly speed_tokens
         assert m["speed_fixed_length"] and m["speed_tokens_per_sequence"] == 8
     table = (out / "report.md").read_text()
+    assert "every timed sequence decoded exactly 8 tokens" in table
     assert "| teacher |" in table and "| student |" in table and "retention" in table
     assert (out / "report.png").stat().st_size > 1000 and (out / "student" / "samples.parquet").is_file()
     # paired: the student against the teacher on the same problems, recomputed from the per-sample records
@@ -268,3 +269,19 @@ def test_train_eval_overlap_counts_what_reached_the_student_not_what_the_filter_
     custom = validate({**recipe, "sft": {"dataset": str(tmp_path / "run" / "generate")}})
     with pytest.raises(DataError, match="1 of 1 eval items"):  # a recipe that trains on something else
         overlap_report(custom, items)
+
+
+def test_report_says_when_a_speed_was_timed_on_free_length_answers():
+    from seqdistill.report import eval_markdown
+
+    ci = {"mean": 0.5, "ci95": [0.4, 0.6]}
+    model = {"params": 1e9, "accuracy": ci, "strict": {"pass@1": ci}, "format": ci, "no_answer_rate": 0.0,
+             "truncation_rate": 0.0, "mean_output_tokens": 10, "latency_per_problem_s": 1.0, "tokens_per_s": 50.0,
+             "tokens_per_s_spread": [49.0, 51.0]}
+    report = {"k": 1, "benchmark": "b", "task": "math", "backend": "openai", "paired": [],
+              "models": {"teacher": {**model, "speed_fixed_length": False},
+                         "student": {**model, "speed_fixed_length": True, "speed_tokens_per_sequence": 256}}}
+    report["summary"] = distillation_summary(report["models"])
+    md = eval_markdown(report)
+    assert "tok/s of teacher was timed on answers of free length" in md and "no speed-up is given" in md
+    assert md.splitlines()[5].startswith("| student |") and md.splitlines()[5].endswith("| - |")  # no speed-up
