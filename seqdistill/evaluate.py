@@ -181,7 +181,7 @@ def speed_key(cfg: RecipeConfig, path: str) -> str:
                     platform.node(), platform.machine(), os.cpu_count())
 
 
-def measure_speed(backend, prompts: list, params, repeats: int, label: str, tokens: int = 256) -> dict:
+def measure_speed(backend, prompts: list, params, repeats: int, label: str, tokens: int) -> dict:
     """Tokens/s of one model: a warm-up request first (the first pass of a fresh engine or process is slower:
     an identical copy of a model timed second looked 1.2-2x faster), then `repeats` timed passes over the same
     prompts as one batch, every sequence decoding exactly `tokens` tokens (end-of-sequence ignored). Without the
