@@ -10,21 +10,12 @@ reader knows what the committed copy reproduces.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def main() -> None:
@@ -38,6 +29,8 @@ def main() -> None:
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seqdistill.store import file_sha256
 
     src = args.adapter / "adapter_model.safetensors"
     weights = load_file(src)
@@ -56,7 +49,7 @@ def main() -> None:
     diff = max((a - b).abs().max().item() for a, b in zip(logits["fp32"], logits["bf16"]))
     agree = sum(int((a.argmax(-1) == b.argmax(-1)).sum()) for a, b in zip(logits["fp32"], logits["bf16"]))
     total = sum(a.shape[0] for a in logits["fp32"])
-    report = {"source": str(src), "source_sha256": sha256(src), "source_bytes": src.stat().st_size,
+    report = {"source": str(src), "source_sha256": file_sha256(src), "source_bytes": src.stat().st_size,
               "bf16_bytes": (args.out / "adapter_model.safetensors").stat().st_size, "questions": len(questions),
               "max_abs_logit_diff": round(diff, 5), "greedy_agree": f"{agree}/{total}"}
     (args.out / "bf16_copy.json").write_text(json.dumps(report, indent=2) + "\n")
