@@ -359,19 +359,23 @@ def problem_scores(recs: list[dict]) -> dict[str, float]:
 
 
 def reference_models(labels) -> list[str]:
-    """What every other model is compared against on the same problems: the student before training, and the
-    teacher (`teacher`, else the first `teacher:NAME`)."""
+    """What every other model is compared against on the same problems: the student before training, the
+    teacher (`teacher`, else the first `teacher:NAME`), and the SFT arm (so a KD or on-policy arm is paired
+    with the SFT student it was meant to improve on)."""
     teacher = "teacher" if "teacher" in labels else next((m for m in labels if m.startswith("teacher:")), None)
-    return [m for m in ("student", teacher) if m in labels]
+    return [m for m in ("student", teacher, "sft") if m in labels]
 
 
 def paired_table(per_problem: dict[str, dict[str, float]]) -> list[dict]:
-    """Each model against each reference, on the problems both scored: difference, paired bootstrap CI, McNemar."""
+    """Each model against each reference, on the problems both scored: difference, paired bootstrap CI, McNemar.
+    Against the student before: every model but the teachers; against the SFT arm: only the other arms."""
     rows = []
     for ref in reference_models(per_problem):
         for label, scores in per_problem.items():
-            if label != ref and not (ref == "student" and label.startswith("teacher")):
-                rows.append({"model": label, "against": ref, **paired_comparison(per_problem[ref], scores)})
+            arm_ref = ref in ("student", "sft")  # references that teachers are not compared against
+            if label == ref or (arm_ref and label.startswith("teacher")) or (ref == "sft" and label == "student"):
+                continue
+            rows.append({"model": label, "against": ref, **paired_comparison(per_problem[ref], scores)})
     return rows
 
 

@@ -209,7 +209,8 @@ def _eval_html(report: dict) -> str:
     ptable = ""
     if paired:
         ptable = ("<p>Paired on the same problems: accuracy difference with a paired bootstrap 95% CI, exact McNemar "
-                  "p; gained = wrong before and right after, lost = the reverse.</p><table id='pairedtable'>"
+                  "p; gained = right for the model and wrong for the one it is against, lost = the reverse.</p>"
+                  "<table id='pairedtable'>"
                   "<tr><th>model</th><th>against</th><th>problems</th><th>difference [95% CI]</th><th>gained</th>"
                   "<th>lost</th><th>McNemar p</th></tr>" + "".join(
                       f"<tr data-model='{_e(p['model'])}'><td>{_e(p['model'])}</td><td>{_e(p['against'])}</td>"
@@ -446,7 +447,7 @@ def eval_markdown(report: dict) -> str:
                                          f"accuracy {100 * w['accuracy']:.1f}%)" for label, w in wit)]
     if report.get("paired"):
         lines += ["", "Paired on the same problems (accuracy difference, paired bootstrap 95% CI; exact McNemar p; "
-                      "gained = wrong before and right after, lost = the reverse):", "",
+                      "gained = right for the model and wrong for the one it is against, lost = the reverse):", "",
                   "| model | against | problems | difference [95% CI] | gained | lost | McNemar p |",
                   "|---|---|---|---|---|---|---|"]
         for p in report["paired"]:

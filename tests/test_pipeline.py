@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -68,6 +69,27 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny):
     before = sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet"))
     run_eval(cfg)
     assert sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet")) == before
+
+
+@pytest.mark.parametrize("labels, expected", [
+    # the arms against the student before, the teacher and each other; teachers are never "against" a student
+    (["teacher", "student", "sft", "kd"],
+     {("student", "teacher"), ("sft", "student"), ("kd", "student"), ("sft", "teacher"), ("kd", "teacher"),
+      ("kd", "sft")}),
+    (["student", "sft", "/models/other"], {("sft", "student"), ("/models/other", "student"), ("/models/other", "sft")}),
+    (["teacher:a", "teacher:b", "student"], {("teacher:b", "teacher:a"), ("student", "teacher:a")}),
+    (["sft", "kd"], {("kd", "sft")}),
+    (["teacher", "final"], {("final", "teacher")}),
+])
+def test_paired_table_pairs_each_arm_with_the_student_the_teacher_and_the_sft_arm(labels, expected):
+    from seqdistill.evaluate import paired_table
+
+    rng = random.Random(0)
+    per = {m: {f"p{i}": float(rng.random() < 0.5) for i in range(12)} for m in labels}
+    rows = paired_table(per)
+    assert {(r["model"], r["against"]) for r in rows} == expected and len(rows) == len(expected)
+    for r in rows:  # each row is the difference model - reference on the same problems
+        assert r["diff"] == pytest.approx(sum(per[r["model"]][p] - per[r["against"]][p] for p in per[r["model"]]) / 12)
 
 
 def test_distillation_summary_math():
