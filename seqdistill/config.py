@@ -301,7 +301,8 @@ class SFTSection(TrainSection):
 class KDSection(TrainSection):
     mode: Literal["auto", "offline", "online", "on-policy"] = Field("auto",
         description="auto (offline if logprobs were captured, else online), offline, online, on-policy")
-    packing: bool = Field(False, description="online mode only: pack rows (offline/on-policy refuse true)")
+    packing: bool = Field(False, description="pack rows into max_length sequences (padding-free; offline and "
+                          "online; on-policy refuses true: its rows are generated)")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the KD term: (1-alpha)·CE + alpha·T²·KD")
     temperature: float = Field(1.0, gt=0.0, description="softens teacher and student (bucket tail needs 1)")
     divergence: Literal["forward", "reverse", "jsd"] = Field("forward",

@@ -26,7 +26,7 @@ from .errors import ConfigError, DataError
 from .kd_loss import IGNORE_INDEX, kd_loss
 from .models import default_device, load_causal_lm, load_options, load_tokenizer, pick_dtype, resolve
 from .records import decode_topk, has_topk
-from .train import dataset_files, load_messages, student_source, train_stage
+from .train import cpu_packed_micro_batches, dataset_files, load_messages, student_source, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,10 @@ def student_prompt_ids(record: dict, tok) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
-def topk_dataset(records: list[dict], max_length: int, vocab: int, tok):
-    """Rows of the student-template prompt + the teacher's exact completion tokens; `offset` says where the
-    stored top-K rows (one per completion token) start."""
+def topk_dataset(records: list[dict], max_length: int, vocab: int, tok, packing: bool = False):
+    """Rows of the student-template prompt + the teacher's exact completion tokens. `segments` lists
+    [offset, count] per sequence in the row: where its stored top-K rows (one per completion token) go.
+    With `packing`, sequences are packed into rows of <= max_length tokens (`pack_rows`)."""
     import datasets
 
     rows = []
@@ -76,25 +77,68 @@ def topk_dataset(records: list[dict], max_length: int, vocab: int, tok):
         n = min(len(p) + len(c), max_length)
         m = max(0, n - len(p))  # completion tokens that fit
         rows.append({"input_ids": (list(p) + list(c))[:n], "labels": ([IGNORE_INDEX] * len(p) + list(c))[:n],
-                     "offset": len(p), "topk_ids": ids[:m].tolist(), "topk_logprobs": lps[:m].tolist()})
-    return datasets.Dataset.from_list(rows)
+                     "position_ids": list(range(n)), "segments": [[len(p), m]],
+                     "topk_ids": ids[:m].tolist(), "topk_logprobs": lps[:m].tolist()})
+    return datasets.Dataset.from_list(pack_rows(rows, max_length) if packing else rows)
+
+
+def pack_rows(rows: list[dict], max_length: int) -> list[dict]:
+    """Best-fit decreasing (TRL's "bfd"): each sequence, longest first, goes into the fullest row it still fits
+    in. A packed row concatenates its sequences; position ids restart at 0 for each, which is how the model
+    (transformers' mask from position ids, with no attention mask) keeps them from attending to each other.
+    A sequence's first token has no label (it is a prompt token), so no loss crosses a boundary."""
+    bins: list[list[dict]] = []
+    room: list[int] = []
+    for r in sorted(rows, key=lambda r: -len(r["input_ids"])):
+        n = len(r["input_ids"])
+        fits = [i for i, free in enumerate(room) if free >= n]
+        if fits:
+            i = min(fits, key=lambda i: room[i])
+            bins[i].append(r)
+            room[i] -= n
+        else:
+            bins.append([r])
+            room.append(max_length - n)
+    packed = []
+    for members in bins:
+        row = {"input_ids": [], "labels": [], "position_ids": [], "segments": [], "topk_ids": [],
+               "topk_logprobs": []}
+        for r in members:
+            start = len(row["input_ids"])
+            for key in ("input_ids", "labels", "position_ids", "topk_ids", "topk_logprobs"):
+                row[key] += r[key]
+            row["segments"] += [[start + o, m] for o, m in r["segments"]]
+        packed.append(row)
+    return packed
 
 
 def collate_topk(rows: list[dict], pad_id: int) -> dict:
+    """Right-padded rows with an attention mask; rows that hold packed sequences (more than one segment) are
+    laid end to end in one row instead, with position ids and no attention mask (padding-free)."""
+    if any(len(r["segments"]) > 1 for r in rows) and len(rows) > 1:
+        rows = pack_rows(rows, sum(len(r["input_ids"]) for r in rows))
+    packed = any(len(r["segments"]) > 1 for r in rows)
     width = max(len(r["input_ids"]) for r in rows)
     k = max(len(r["topk_ids"][0]) if r["topk_ids"] else 1 for r in rows)
     b = len(rows)
     batch = {"input_ids": torch.full((b, width), pad_id), "attention_mask": torch.zeros((b, width), dtype=torch.long),
+             "position_ids": torch.zeros((b, width), dtype=torch.long),
              "labels": torch.full((b, width), IGNORE_INDEX), "topk_ids": torch.zeros((b, width, k), dtype=torch.long),
              "topk_logprobs": torch.zeros((b, width, k))}
     for i, r in enumerate(rows):
-        n, o, m = len(r["input_ids"]), r["offset"], len(r["topk_ids"])
+        n = len(r["input_ids"])
         batch["input_ids"][i, :n] = torch.tensor(r["input_ids"])
         batch["attention_mask"][i, :n] = 1
+        batch["position_ids"][i, :n] = torch.tensor(r["position_ids"])
         batch["labels"][i, :n] = torch.tensor(r["labels"])
-        if m:
-            batch["topk_ids"][i, o:o + m] = torch.tensor(r["topk_ids"])
-            batch["topk_logprobs"][i, o:o + m] = torch.tensor(r["topk_logprobs"])
+        done = 0
+        for o, m in r["segments"]:
+            if m:
+                batch["topk_ids"][i, o:o + m] = torch.tensor(r["topk_ids"][done:done + m])
+                batch["topk_logprobs"][i, o:o + m] = torch.tensor(r["topk_logprobs"][done:done + m])
+            done += m
+    if packed:
+        del batch["attention_mask"]
     return batch
 
 
@@ -142,8 +186,9 @@ def _make_kd_trainer():
             if "topk_ids" in inputs:
                 # the LM head only where some row has a label (the prompt's logits would be masked anyway)
                 keep = (labels != IGNORE_INDEX).any(0).nonzero().squeeze(1)
-                out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                            logits_to_keep=keep)
+                # packed rows come without an attention mask: their position ids keep the sequences apart
+                out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                            position_ids=inputs.get("position_ids"), use_cache=False, logits_to_keep=keep)
                 logits, kept = out.logits, labels[:, keep]
                 ce_sum = F.cross_entropy(logits.flatten(0, 1).float(), kept.flatten(),
                                          ignore_index=IGNORE_INDEX, reduction="sum")
@@ -168,7 +213,9 @@ def _make_kd_trainer():
             mode = "train" if model.training else "eval"
             self._log_token_weighted(mode, ce_sum.item(), kd_sum.item(), count.item())
             if mode == "train":  # as SFTTrainer counts them: the logs' num_tokens, and tokens/s from it
-                seen = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                mask = inputs.get("attention_mask")
+                real = mask.sum() if mask is not None else torch.tensor(inputs["input_ids"].numel())
+                seen = self.accelerator.gather_for_metrics(real).sum().item()
                 self._kd_tokens = getattr(self, "_kd_tokens", 0) + seen
                 self._metrics[mode]["num_tokens"] = [self._kd_tokens]
             return (loss, out) if return_outputs else loss
@@ -268,6 +315,27 @@ def teacher_path(cfg: RecipeConfig, records: list[dict], mode: str) -> str:
     raise ConfigError(f"teacher: required for kd.mode {mode} (its tokenizer is checked against the student's)")
 
 
+def offline_trainer(cfg: RecipeConfig, records: list[dict], student_path: str, student_tok):
+    """(trainer class, dataset, trainer args) of offline KD: rows of the teacher's tokens with their top-K rows,
+    packed when kd.packing (on CPU one packed row per micro-batch, as sft: CPU attention is quadratic in a row)."""
+    from transformers import AutoConfig
+
+    k = cfg.kd
+    opts = {} if cfg.student is None else {"trust_remote_code": cfg.student.trust_remote_code}
+    if cfg.student is not None and not k.init_from and cfg.student.revision:
+        opts["revision"] = cfg.student.revision  # the hub student itself, not a trained folder
+    vocab = AutoConfig.from_pretrained(student_path, **opts).vocab_size
+    ds = topk_dataset(records, k.max_length, vocab, student_tok, packing=k.packing)
+    extra = {"packing": False, "assistant_only_loss": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
+    if k.packing:
+        log.info("kd: %d sequences packed into %d rows of <= %d tokens", len(records), len(ds), k.max_length)
+        if not torch.cuda.is_available() and k.per_device_train_batch_size > 1:
+            extra.update(cpu_packed_micro_batches(k.per_device_train_batch_size, k.gradient_accumulation_steps))
+    trainer_cls = functools.partial(_make_kd_trainer(), kd=k, data_collator=functools.partial(
+        collate_topk, pad_id=student_tok.pad_token_id))
+    return trainer_cls, ds, extra
+
+
 def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> Path:
     cfg.need("kd")
     cfg = cfg.model_copy(deep=True)  # init_from / mode are resolved below; the caller's config stays as given
@@ -290,9 +358,9 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
     # every mode: the teacher's token ids must mean the same words to the student (offline included:
     # its stored ids and top-K rows are teacher ids)
     check_vocab(load_tokenizer(teacher_path(cfg, records, mode), **load_options(cfg.teacher)), student_tok)
-    if k.packing and mode != "online":
-        raise ConfigError(f"kd.packing: true is not supported in kd.mode {mode} (offline rows carry per-token "
-                          "teacher distributions; on-policy rows are generated); set kd.packing: false")
+    if k.packing and mode == "on-policy":
+        raise ConfigError("kd.packing: true is not supported in kd.mode on-policy (its rows are generated); "
+                          "set kd.packing: false")
     if mode == "offline" and k.tail == "bucket" and k.temperature != 1.0:
         raise ConfigError(f"kd.tail: bucket with kd.temperature: {k.temperature} is refused: the teacher's tail "
                           "mass cannot be tempered exactly from stored top-K logprobs; set kd.temperature: 1.0 "
@@ -301,19 +369,9 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
     Trainer = _make_kd_trainer()
     extra = {"remove_unused_columns": False}
     if mode == "offline":
-        from transformers import AutoConfig
-
-        opts = {} if cfg.student is None else {"trust_remote_code": cfg.student.trust_remote_code}
-        if cfg.student is not None and not k.init_from and cfg.student.revision:
-            opts["revision"] = cfg.student.revision  # the hub student itself, not a trained folder
-        vocab = AutoConfig.from_pretrained(student_path, **opts).vocab_size
-        ds = topk_dataset(records, k.max_length, vocab, student_tok)
-        trainer_cls = functools.partial(Trainer, kd=k, data_collator=functools.partial(
-            collate_topk, pad_id=student_tok.pad_token_id))
+        trainer_cls, ds, offline_extra = offline_trainer(cfg, records, student_path, student_tok)
         return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), student=student,
-                           trainer_cls=trainer_cls,
-                           train_dataset=ds, packing=False, assistant_only_loss=False,
-                           dataset_kwargs={"skip_prepare_dataset": True}, **extra)
+                           trainer_cls=trainer_cls, train_dataset=ds, **extra, **offline_extra)
     if mode == "online":
         _, teacher = _load_teacher(cfg)
         trainer_cls = functools.partial(Trainer, kd=k, teacher=teacher)

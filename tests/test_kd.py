@@ -249,9 +249,10 @@ def test_offline_kd_renders_the_prompt_with_the_students_template(tiny, tmp_path
     s_prompt = student_tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False) + prefill
     want = student_tok(s_prompt, add_special_tokens=False)["input_ids"]
     assert want != rec["prompt_ids"]  # the two templates really differ
-    assert row["input_ids"][:row["offset"]] == want and row["offset"] == len(want)
-    assert row["input_ids"][row["offset"]:] == c_ids  # the teacher's exact completion tokens
-    assert row["labels"][:row["offset"]] == [-100] * len(want) and row["labels"][row["offset"]:] == c_ids
+    ((offset, count),) = row["segments"]
+    assert row["input_ids"][:offset] == want and offset == len(want) and count == len(c_ids)
+    assert row["input_ids"][offset:] == c_ids  # the teacher's exact completion tokens
+    assert row["labels"][:offset] == [-100] * len(want) and row["labels"][offset:] == c_ids
     assert row["topk_ids"] == topk.tolist()  # one stored row per completion token, in order
 
 
@@ -395,3 +396,99 @@ def test_offline_loss_on_labelled_logits_equals_the_full_logits_reference(tiny):
         kd = kd_loss(full, lab, topk_ids=topk_ids[:, 1:], topk_logprobs=topk_lp[:, 1:], temperature=1.0,
                      kind="forward", beta=0.5, tail="bucket", reduction="sum")
     assert loss.item() == pytest.approx(((0.5 * ce + 0.5 * kd) / 9).item(), rel=1e-5)
+
+
+# ------------------------------------------------------------------ offline KD packing
+def _topk_rows(n_rows, vocab, k=4, seed=0):
+    """Unpacked offline rows of random lengths: a prompt (no labels) then a completion with a top-K row per
+    token (what topk_dataset builds from generate's records)."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n_rows):
+        p, c = rng.randint(2, 9), rng.randint(1, 14)
+        ids = [rng.randrange(vocab) for _ in range(p + c)]
+        topk = [[rng.randrange(vocab) for _ in range(k)] for _ in range(c)]
+        lps = [sorted((math.log(rng.uniform(0.01, 0.2)) for _ in range(k)), reverse=True) for _ in range(c)]
+        rows.append({"input_ids": ids, "labels": [-100] * p + ids[p:], "position_ids": list(range(p + c)),
+                     "segments": [[p, c]], "topk_ids": topk, "topk_logprobs": lps})
+    return rows
+
+
+def test_pack_rows_keeps_every_sequence_once_within_max_length_with_its_topk_at_its_tokens():
+    from seqdistill.kd import collate_topk, pack_rows
+
+    rows = _topk_rows(23, vocab=50)
+    packed = pack_rows(rows, 32)
+    assert all(len(r["input_ids"]) <= 32 for r in packed)
+    assert len(packed) < len(rows)  # it packs
+    # best-fit decreasing never leaves two rows that could have been one
+    lens = sorted(len(r["input_ids"]) for r in packed)
+    assert lens[0] + lens[1] > 32
+    seen = []
+    for r in packed:
+        batch = collate_topk([r], pad_id=0)
+        assert "attention_mask" not in batch or len(r["segments"]) == 1
+        starts = [i for i, q in enumerate(r["position_ids"]) if q == 0]
+        assert len(starts) == len(r["segments"])
+        bounds = starts + [len(r["input_ids"])]
+        for (a, b), (o, m) in zip(zip(bounds, bounds[1:]), r["segments"]):
+            assert o + m == b and all(x == -100 for x in r["labels"][a:o])  # completion ends the sequence
+            seq_topk = batch["topk_ids"][0, o:b].tolist()
+            seen.append((tuple(r["input_ids"][a:b]), tuple(map(tuple, seq_topk))))
+    want = [(tuple(r["input_ids"]), tuple(map(tuple, r["topk_ids"]))) for r in rows]
+    assert sorted(seen) == sorted(want)
+
+
+def test_packed_offline_loss_equals_the_unpacked_loss(tiny):
+    """The same sequences packed into one row (position ids, no attention mask) or one row each: the same CE and
+    KD token sums. Packed with an all-ones attention mask instead (sequences attending to each other) the loss
+    differs, so the equality is the mask at work, not a coincidence."""
+    import types
+
+    from seqdistill.config import KDSection
+    from seqdistill.kd import _make_kd_trainer, collate_topk, pack_rows
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny["student"]).eval()
+    rows = _topk_rows(5, vocab=model.config.vocab_size, seed=1)
+    trainer = object.__new__(_make_kd_trainer())
+    trainer.kd, trainer._kd_sums = KDSection(mode="offline", alpha=0.5), {}
+    trainer._metrics = {"eval": collections.defaultdict(list)}
+    trainer.args = types.SimpleNamespace(average_tokens_across_devices=False)
+    n = torch.tensor(sum(r["segments"][0][1] for r in rows))  # labelled targets (a prompt is >= 2 tokens)
+    with torch.no_grad():
+        unpacked = sum(trainer.compute_loss(model, collate_topk([r], 0), num_items_in_batch=n) for r in rows)
+        (row,) = pack_rows(rows, 10_000)
+        batch = collate_topk([row], 0)
+        packed = trainer.compute_loss(model, dict(batch), num_items_in_batch=n)
+        leaky = trainer.compute_loss(model, {**batch, "attention_mask": torch.ones_like(batch["input_ids"])},
+                                     num_items_in_batch=n)
+        # two packed rows in one batch are laid end to end: the same loss again
+        halves = pack_rows(rows[:2], 10_000) + pack_rows(rows[2:], 10_000)
+        two = trainer.compute_loss(model, collate_topk(halves, 0), num_items_in_batch=n)
+    assert packed.item() == pytest.approx(unpacked.item(), rel=1e-4)
+    assert two.item() == pytest.approx(unpacked.item(), rel=1e-4)
+    assert abs(leaky.item() - unpacked.item()) > 1e-3
+
+
+def test_offline_kd_trains_on_packed_rows(make_cfg, tiny, tmp_path, caplog):
+    gen = {"logprobs": 8, "batch_size": 8, "sampling": {"n": 2, "max_tokens": 24, "temperature": 1.0}}
+    cfg = make_cfg(data={"synthetic": {"n": 8}, "task": "arithmetic"}, generate=gen,
+                   teacher={"path": sharp_teacher(tiny, tmp_path / "sharp")},
+                   kd={**TRAIN, "alpha": 0.9, "packing": True, "per_device_train_batch_size": 2, "max_length": 1000})
+    cfg.kd.dataset = str(run_generate(cfg))
+    with caplog.at_level("INFO", logger="seqdistill.kd"):
+        final = run_kd(cfg)
+    (msg,) = [r.getMessage() for r in caplog.records if "packed into" in r.getMessage()]
+    n_rows = int(msg.split(" packed into ")[1].split()[0])
+    assert msg.startswith("kd: 16 sequences") and n_rows < 16
+    kd = losses(final, "kd_loss")
+    assert all(math.isfinite(x) for x in kd) and kd[-1] < kd[0] * 0.8
+
+
+def test_on_policy_packing_is_refused(make_cfg, tiny):
+    cfg = make_cfg(kd={"mode": "on-policy", "packing": True, "max_length": 256, "max_new_tokens": 16})
+    with pytest.raises(ConfigError, match="kd.packing: true is not supported in kd.mode on-policy"):
+        run_kd(cfg)
