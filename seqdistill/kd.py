@@ -216,8 +216,8 @@ def _make_kd_trainer():
                 mask = inputs.get("attention_mask")
                 real = mask.sum() if mask is not None else torch.tensor(inputs["input_ids"].numel())
                 seen = self.accelerator.gather_for_metrics(real).sum().item()
-                self._kd_tokens = getattr(self, "_kd_tokens", 0) + seen
-                self._metrics[mode]["num_tokens"] = [self._kd_tokens]
+                self._total_train_tokens += seen  # SFTTrainer's counter (train.ResumedTokenCount resumes it)
+                self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             return (loss, out) if return_outputs else loss
 
         def _log_token_weighted(self, mode: str, ce_sum: float, kd_sum: float, tokens: int) -> None:

@@ -261,12 +261,29 @@ class ThroughputCallback:
                 state.log_history[-1]["tokens_per_s"] = rate  # saved history (appended before on_log)
 
 
+class ResumedTokenCount:
+    """TRL counts num_tokens from 0 in every process, so a resumed run's log restarted at 0 (the scaled GSM8K
+    SFT arm's train_log.json: 610k tokens at step 100, 193k at step 125). At the start of training, after the
+    Trainer loaded the checkpoint's state, the count continues from the last one logged."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kw):
+        last = next((e["num_tokens"] for e in reversed(state.log_history) if "num_tokens" in e), None)
+        if last is not None:
+            self.trainer._total_train_tokens = int(last)
+
+
 def _as_callback(obj):
     from transformers import TrainerCallback
 
     class _CB(TrainerCallback):
         def on_log(self, *a, **kw):
-            return obj.on_log(*a, **kw)
+            return obj.on_log(*a, **kw) if hasattr(obj, "on_log") else None
+
+        def on_train_begin(self, *a, **kw):
+            return obj.on_train_begin(*a, **kw) if hasattr(obj, "on_train_begin") else None
 
     return _CB()
 
@@ -352,6 +369,8 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
     # first in line: the trackers (report_to) run before user callbacks and would log without tokens/s
     trainer.callback_handler.callbacks.remove(throughput)
     trainer.callback_handler.callbacks.insert(0, throughput)
+    if hasattr(trainer, "_total_train_tokens"):  # TRL's SFTTrainer and its subclasses (sft, kd offline/online)
+        trainer.add_callback(_as_callback(ResumedTokenCount(trainer)))
     if section.compile:
         compile_layers(trainer.model, key)
     return trainer, tok, path

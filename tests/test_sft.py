@@ -182,6 +182,9 @@ def test_resume_continues_from_checkpoint(sft_cfg, monkeypatch):
     log = json.loads((out / "train_log.json").read_text())
     assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]
     assert Store(out).manifest()["global_step"] == 4
+    # the token count goes on from the checkpoint's (it restarted at 0 in the resumed process)
+    counts = [e["num_tokens"] for e in log if "num_tokens" in e]
+    assert len(counts) == 4 and all(b > a for a, b in zip(counts, counts[1:]))
 
 
 def test_refuses_to_overwrite_finished_model(sft_cfg):
@@ -318,6 +321,9 @@ def test_a_run_killed_while_saving_its_final_model_does_not_train_past_max_steps
     log = json.loads((out / "train_log.json").read_text())
     assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]
     assert Store(out).manifest()["global_step"] == 4
+    # the token count goes on from the checkpoint's (it restarted at 0 in the resumed process)
+    counts = [e["num_tokens"] for e in log if "num_tokens" in e]
+    assert len(counts) == 4 and all(b > a for a, b in zip(counts, counts[1:]))
     after = load_file(str(model / "model.safetensors"))
     for k in before:
         torch.testing.assert_close(after[k], before[k])
