@@ -13,6 +13,7 @@ All three reuse sft's trainer plumbing: LoRA, resume, logging, saving, refusal t
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 from pathlib import Path
@@ -88,17 +89,17 @@ def pack_rows(rows: list[dict], max_length: int) -> list[dict]:
     (transformers' mask from position ids, with no attention mask) keeps them from attending to each other.
     A sequence's first token has no label (it is a prompt token), so no loss crosses a boundary."""
     bins: list[list[dict]] = []
-    room: list[int] = []
+    free: list[tuple[int, int]] = []  # (room left, bin), sorted: the best fit is the first with room >= n
     for r in sorted(rows, key=lambda r: -len(r["input_ids"])):
         n = len(r["input_ids"])
-        fits = [i for i, free in enumerate(room) if free >= n]
-        if fits:
-            i = min(fits, key=lambda i: room[i])
+        j = bisect.bisect_left(free, (n, -1))
+        if j < len(free):
+            room, i = free.pop(j)
             bins[i].append(r)
-            room[i] -= n
         else:
+            room, i = max_length, len(bins)
             bins.append([r])
-            room.append(max_length - n)
+        bisect.insort(free, (room - n, i))
     packed = []
     for members in bins:
         row = {"input_ids": [], "labels": [], "position_ids": [], "segments": [], "topk_ids": [],
