@@ -3,7 +3,8 @@
 measured in one run. Both variants train on the same first N sequences through the trainer `seqdistill kd`
 builds (`kd.offline_trainer`), forward + backward per micro-batch; each variant's first pass over the data is
 a warm-up (compilation for new shapes, oneDNN caches), the second is timed. Prints tokens/s (real tokens, no
-padding) and the ratio. Run with nothing else on the machine:
+padding), the ratio, and each as a share of the bf16 matmul bound (bench/matmul_peak.py; ~4 x params FLOPs a
+token for LoRA, as bench/sft_step.py). Run with nothing else on the machine:
 
     python bench/kd_step.py -r recipes/gsm8k/cpu-scaled-1.5b-to-0.5b.yaml --set run_dir=$HOME/runs/gsm8k-scaled \
         [--sequences 16] [--json out.json]
@@ -13,15 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from seqdistill.config import load_recipe
-from seqdistill.kd import load_kd_records, offline_trainer
-from seqdistill.train import build_trainer, load_inputs, student_source
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from matmul_peak import tflops  # noqa: E402
+
+from seqdistill.config import load_recipe  # noqa: E402
+from seqdistill.kd import load_kd_records, offline_trainer  # noqa: E402
+from seqdistill.models import count_params  # noqa: E402
+from seqdistill.train import build_trainer, load_inputs, student_source  # noqa: E402
 
 
 def run_variant(cfg, records, packing: bool) -> dict:
@@ -50,7 +56,7 @@ def run_variant(cfg, records, packing: bool) -> dict:
         print(f"  packing={packing} pass {rep} ({'warm-up' if rep == 0 else 'timed'}): {len(batches)} micro-batches, "
               f"{tokens} tokens in {times[-1]:.1f} s ({tokens / times[-1]:.1f} tok/s)", flush=True)
     return {"rows": len(rows), "tokens": tokens, "seconds": times[1], "tokens_per_s": tokens / times[1],
-            "warmup_s": times[0]}
+            "warmup_s": times[0], "params": count_params(source[0])}
 
 
 def main():
@@ -65,6 +71,12 @@ def main():
     records = load_kd_records(cfg.kd.dataset or str(cfg.stage_dir("filter") / "kept"))[:args.sequences]
     res = {"unpacked": run_variant(cfg, records, False), "packed": run_variant(cfg, records, True)}
     u, p = res["unpacked"], res["packed"]
+    peak = max(tflops(n, torch.bfloat16, 1.0) for n in (1024, 2048))
+    bound = peak * 1e12 / (4 * u["params"])
+    res["peak_bf16_tflops"], res["lora_bound_tokens_per_s"] = peak, bound
+    print(f"bf16 matmul peak here now: {peak:.2f} TFLOP/s; LoRA bound ~4 x {u['params'] / 1e6:.0f}M params "
+          f"FLOPs/token = {bound:.0f} tokens/s: unpacked {u['tokens_per_s'] / bound:.1%}, packed "
+          f"{p['tokens_per_s'] / bound:.1%} of it")
     print(f"offline KD, {len(records)} sequences, {u['tokens']} tokens, compile {cfg.kd.compile}: unpacked "
           f"{u['rows']} rows {u['tokens_per_s']:.1f} tok/s; packed {p['rows']} rows of <= {cfg.kd.max_length} "
           f"{p['tokens_per_s']:.1f} tok/s: {p['tokens_per_s'] / u['tokens_per_s']:.2f}x")
