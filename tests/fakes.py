@@ -1,5 +1,6 @@
 """Hand-made stage outputs for tests that should not depend on a model's random text."""
 
+import json
 from http.server import ThreadingHTTPServer
 
 from seqdistill.records import RECORD_SCHEMA
@@ -32,4 +33,19 @@ class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address):
+        pass
+
+
+def send_json(handler, code: int, payload, headers: dict | None = None) -> None:
+    """Answer an HTTP request of a fake server with a JSON body (a client that hung up is not an error)."""
+    try:
+        data = json.dumps(payload).encode()
+        handler.send_response(code)
+        for k, v in (headers or {}).items():
+            handler.send_header(k, v)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
         pass

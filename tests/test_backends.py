@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from fakes import QuietServer
+from fakes import QuietServer, send_json
 
 from seqdistill.backends import Params
 from seqdistill.backends.vllm import VLLMBackend, _cpu_defaults, map_output, sampling_kwargs
@@ -58,17 +58,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
                 "usage": {"prompt_tokens": 7, "completion_tokens": 5}}
 
     def _send(self, code, payload, headers=None):
-        try:
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        send_json(self, code, payload, headers)
 
 
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pyarrow.parquet as pq
 import pytest
-from fakes import QuietServer
+from fakes import QuietServer, send_json
 
 from seqdistill.evaluate import run_eval
 from seqdistill.filter import run_filter
@@ -63,14 +63,8 @@ class FakeModels(BaseHTTPRequestHandler):
             nth = FakeModels.seen.get((teacher, pid), 0)
             FakeModels.seen[(teacher, pid)] = nth + 1
         text = program(pid, RIGHT[pid]) if teacher else student_answer(pid, nth)
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text},
-                                        "finish_reason": "stop"}],
-                           "usage": {"prompt_tokens": 20, "completion_tokens": len(text.split())}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, 200, {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                              "usage": {"prompt_tokens": 20, "completion_tokens": len(text.split())}})
 
 
 @pytest.fixture

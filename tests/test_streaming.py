@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pyarrow.parquet as pq
 import pytest
-from fakes import QuietServer
+from fakes import QuietServer, send_json
 
 from seqdistill.errors import SeqdistillError
 from seqdistill.generate import run_generate
@@ -45,12 +45,7 @@ class SlowServer(BaseHTTPRequestHandler):
                 SlowServer.now -= 1
 
     def _send(self, code, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, payload)
 
 
 
