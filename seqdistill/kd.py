@@ -367,7 +367,6 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
                           "mass cannot be tempered exactly from stored top-K logprobs; set kd.temperature: 1.0 "
                           "or kd.tail: renorm")
     cfg.kd.mode = mode
-    Trainer = _make_kd_trainer()
     extra = {"remove_unused_columns": False}
     if mode == "offline":
         trainer_cls, ds, offline_extra = offline_trainer(cfg, records, student_path, student_tok)
@@ -375,7 +374,7 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
                            trainer_cls=trainer_cls, train_dataset=ds, **extra, **offline_extra)
     if mode == "online":
         _, teacher = _load_teacher(cfg)
-        trainer_cls = functools.partial(Trainer, kd=k, teacher=teacher)
+        trainer_cls = functools.partial(_make_kd_trainer(), kd=k, teacher=teacher)
         return train_stage(cfg, "kd", k, Path(source), resume, overwrite, ("teacher",), student=student,
                            trainer_cls=trainer_cls, **extra)
     _, teacher = _load_teacher(cfg)
