@@ -190,6 +190,10 @@ def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
         "prompts_removed": dict(Counter(reasons.pop() for pid, reasons in _reasons_by_prompt(records).items()
                                         if len(reasons) == 1 and None not in reasons).most_common()),
         "verdicts": dict(Counter(r["verdict"] for r in records)),
+        # the verifier's reason for every trace not judged correct: for code the sandbox's (assertion failed,
+        # exception, timeout, ...), for math the path that judged it (fast-path, math-verify, no answer, ...)
+        "not_correct_reasons": dict(Counter(r["verify_reason"] for r in records
+                                            if r["verdict"] != CORRECT).most_common()),
         "pass_rate_histogram": {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": h for i, h in enumerate(hist)},
         "mean_tokens_kept": _mean([r["completion_tokens"] for r in kept]),
         "mean_tokens_rejected": _mean([r["completion_tokens"] for r in rejected]),

@@ -375,6 +375,9 @@ def filter_summary(stats: dict) -> str:
              f"({stats['prompts_with_kept']} / {stats['prompts']} prompts)"]
     for reason, n in stats["reject_reasons"].items():
         lines.append(f"  rejected {reason:<24} {n}")
+    if stats.get("not_correct_reasons"):
+        lines.append("  not correct, verifier's reason: " + ", ".join(f"{k} {v}" for k, v in
+                                                                    stats["not_correct_reasons"].items()))
     lines.append(f"  mean tokens kept {stats['mean_tokens_kept'] or 0:.1f}, "
                  f"rejected {stats['mean_tokens_rejected'] or 0:.1f}")
     lines.append("  pass-rate histogram " + " ".join(f"{k}:{v}" for k, v in stats["pass_rate_histogram"].items()))

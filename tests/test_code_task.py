@@ -14,6 +14,7 @@ from fakes import QuietServer, send_json
 from seqdistill.evaluate import run_eval
 from seqdistill.filter import run_filter
 from seqdistill.generate import run_generate
+from seqdistill.report import filter_summary
 from seqdistill.store import Store
 
 PROBLEMS = {  # id: (function, tests)
@@ -110,6 +111,8 @@ def test_filter_keeps_only_programs_that_pass_their_tests(make_cfg, tmp_path, se
     assert why[("half", 1 - first_half)][1] == "exception" and "SystemExit" in why[("half", 1 - first_half)][2]
     stats = json.loads((out / "stats.json").read_text())
     assert (stats["kept"], stats["rejected"], stats["verdicts"]) == (3, 5, {"correct": 3, "wrong": 5})
+    assert stats["not_correct_reasons"] == {"assertion failed": 2, "no code block": 2, "exception": 1}
+    assert "not correct, verifier's reason: assertion failed 2, no code block 2, exception 1" in filter_summary(stats)
 
 
 def test_eval_scores_programs_by_execution_with_pass_at_k_and_the_paired_comparison(make_cfg, tmp_path, server):
