@@ -214,17 +214,22 @@ def measure_speed(backend, prompts: list, params, repeats: int, label: str, toke
             "tokens_per_sequence": timed.max_tokens, "fixed_length": fixed}
 
 
-def witness_agreement(recs: list[dict], items: list[tuple], verdicts: list, kw: dict) -> dict:
+def witness_agreement(recs: list[dict], items: list[tuple], verdicts: list, kw: dict) -> dict | None:
     """Every sample scored a second time by an independent scorer the field uses (math-verify as lighteval's
     GSM8K metric runs it, verify.witness_check): the share of samples where it agrees with our accuracy verdict,
-    its own accuracy, and the first disagreements (each a documented convention or a bug to fix)."""
-    seen = witness_many(items, **kw)
-    ours = [v.status == CORRECT for v in verdicts]
-    theirs = [w == CORRECT for w in seen]
-    differ = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
-    n = len(recs) or 1
+    its own accuracy, and the first disagreements (each a documented convention or a bug to fix). Programs
+    (task: code) have no second scorer: the sandbox's verdict is the only one, so they are left out, and an eval
+    of programs only gets None (a math scorer "agreeing" 65% with programs it cannot read would be a false number)."""
+    scored = [i for i, (_, _, task) in enumerate(items) if get_task(task).compare != "execute"]
+    if not scored:
+        return None
+    seen = dict(zip(scored, witness_many([items[i] for i in scored], **kw)))
+    ours = {i: verdicts[i].status == CORRECT for i in scored}
+    theirs = {i: seen[i] == CORRECT for i in scored}
+    differ = [i for i in scored if ours[i] != theirs[i]]
+    n = len(scored)
     return {"scorer": "math-verify parse/verify as lighteval expr_gold_metric", "agreement": 1 - len(differ) / n,
-            "accuracy": sum(theirs) / n, "disagreements": len(differ),
+            "accuracy": sum(theirs.values()) / n, "disagreements": len(differ), "samples": n,
             "examples": [{"prompt_id": recs[i]["prompt_id"], "sample_index": recs[i]["sample_index"],
                           "ours": verdicts[i].status, "witness": seen[i], "pred": verdicts[i].pred}
                          for i in differ[:20]]}

@@ -134,3 +134,6 @@ def test_eval_scores_programs_by_execution_with_pass_at_k_and_the_paired_compari
     scored = pq.read_table(cfg.stage_dir("eval") / "student" / "samples.parquet").to_pylist()
     samples = {(r["prompt_id"], r["verdict"], r["verify_reason"]) for r in scored}
     assert ("mul", "wrong", "assertion failed") in samples and ("rev", "wrong", "no code block") in samples
+    # math-verify cannot read programs: no witness agreement is reported for them (it once said "65% agree")
+    assert t["witness"] is None and s["witness"] is None
+    assert "Outside witness" not in (cfg.stage_dir("eval") / "report.md").read_text()

@@ -65,6 +65,8 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny):
     assert row["diff"] == pytest.approx(sum(per["student"][p] - per["teacher"][p] for p in per["teacher"]) / 4)
     assert row["ci95"][0] <= row["diff"] <= row["ci95"][1] and 0 <= row["mcnemar_p"] <= 1
     assert "Paired on the same problems" in table
+    # math samples are scored a second time by the outside witness, every one of them
+    assert t["witness"]["samples"] == 8 and 0 <= t["witness"]["agreement"] <= 1 and "Outside witness" in table
     # rerun: samples come from disk, not regenerated
     before = sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet"))
     run_eval(cfg)
