@@ -3,7 +3,7 @@
 For each MODEL-samples.parquet (or MODEL/samples.parquet) in an eval dir: the sandbox's reasons, the share of
 final programs that re-state asserts or print examples, the median answer length, and how many of the programs
 that raised would pass if the prompt's own import lines (HumanEval's `from typing import List`) were put in
-front of them: our verdict runs the answer as a self-contained program, as evalplus does for chat models, so a
+front of them: our verdict runs the answer as a self-contained program, as evalplus runs a `solution`, so a
 program that drops an import the prompt showed fails; this says how many verdicts that convention decides.
 The last count runs those programs again in the sandbox.
 
