@@ -136,7 +136,10 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     for g in list(groups.values()) + list(strict_groups.values()):
         g.sort(key=lambda s: s["index"])
     k = cfg.eval.sampling.n
-    if k > 1:  # maj@k votes: answers grouped by the verifier (1/2 and 0.5 are one vote), never by string
+    # programs have no "same answer" to vote on (two programs are judged by their tests, not by each other):
+    # maj@k is not reported for them rather than computed over program texts
+    programs = any(get_task(r["task"]).compare == "execute" for r in recs)
+    if k > 1 and not programs:  # maj@k votes: answers grouped by the verifier (1/2 and 0.5 are one vote), never by string
         for gs in (groups, strict_groups):
             pids = list(gs)
             task = recs[0]["task"] if recs else "math"
@@ -147,6 +150,9 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     try:
         metrics = summarize_problems(groups, sorted({1, k}))
         metrics["strict"] = summarize_problems(strict_groups, sorted({1, k}))
+        if programs:
+            for m in (metrics, metrics["strict"]):
+                m.pop(f"maj@{k}", None)
     except ValueError as exc:
         raise DataError(f"eval.sampling.n: {exc} (an interrupted or mixed eval store?)") from None
     fmt = {pid: [{"correct": s["format"], "pred": None, "index": s["index"]} for s in g]

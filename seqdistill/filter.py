@@ -220,7 +220,9 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         if name not in columns:
             raise DataError(f"{src}: records lack the {name!r} column; not a seqdistill generate output")
     for t in set(source.column("task")):
-        get_task(t)
+        if f.majority_labels and get_task(t).compare == "execute":
+            raise ConfigError(f"filter.majority_labels: {src}: task {t!r} is judged by running its tests, and "
+                              "programs have no majority answer to label with; give every record its tests")
     golds = source.column("gold")
     if all(g is None or g == "" for g in golds) and not f.majority_labels:
         raise DataError(f"{src}: no record has a gold answer, nothing can be verified; "

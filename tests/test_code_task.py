@@ -128,6 +128,8 @@ def test_eval_scores_programs_by_execution_with_pass_at_k_and_the_paired_compari
     assert t["accuracy"]["mean"] == 1.0 and t["pass@2"]["mean"] == 1.0
     assert s["accuracy"]["mean"] == pytest.approx(3 / 8) and s["pass@1"]["mean"] == pytest.approx(3 / 8)
     assert s["pass@2"]["mean"] == pytest.approx(2 / 4)
+    # no majority vote over programs: maj@k is not reported for code (it was once computed over program texts)
+    assert "maj@2" not in s and "maj@2" not in s["strict"] and "pass@2" in s["strict"]
     (pair,) = [p for p in report["paired"] if p["model"] == "student"]
     assert pair["against"] == "teacher" and pair["problems"] == 4
     assert pair["diff"] == pytest.approx(3 / 8 - 1)
@@ -137,3 +139,17 @@ def test_eval_scores_programs_by_execution_with_pass_at_k_and_the_paired_compari
     # math-verify cannot read programs: no witness agreement is reported for them (it once said "65% agree")
     assert t["witness"] is None and s["witness"] is None
     assert "Outside witness" not in (cfg.stage_dir("eval") / "report.md").read_text()
+
+
+def test_filter_refuses_majority_labels_for_programs(make_cfg, tmp_path, server):
+    """Programs are judged by their tests; a majority "label" over program texts would be a silent guess."""
+    from seqdistill.errors import ConfigError
+
+    cfg = make_cfg(data=problems_file(tmp_path), prompt={"template": "code_python"},
+                   generate={"backend": "openai", "batch_size": 4, "openai": openai(server, "fake-student"),
+                             "sampling": {"n": 2, "max_tokens": 64}},
+                   filter={"num_workers": 2, "majority_labels": True})
+    run_generate(cfg)
+    with pytest.raises(ConfigError, match="filter.majority_labels: .*programs have no majority answer"):
+        run_filter(cfg)
+    assert not (cfg.stage_dir("filter") / "stats.json").exists()
