@@ -139,7 +139,7 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     # programs have no "same answer" to vote on (two programs are judged by their tests, not by each other):
     # maj@k is not reported for them rather than computed over program texts
     programs = any(get_task(r["task"]).compare == "execute" for r in recs)
-    if k > 1 and not programs:  # maj@k votes: answers grouped by the verifier (1/2 and 0.5 are one vote), never by string
+    if k > 1 and not programs:  # maj@k votes: answers grouped by the verifier (1/2 and 0.5 are one vote)
         for gs in (groups, strict_groups):
             pids = list(gs)
             task = recs[0]["task"] if recs else "math"
