@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-BLOCK = re.compile(r"```(?:python|py)?\n(.*?)```", re.S)
+from seqdistill.answers import last_code_block
+from seqdistill.verify import CORRECT, check_many
 
 
 def samples(folder: Path) -> dict[str, list[dict]]:
@@ -30,13 +31,12 @@ def samples(folder: Path) -> dict[str, list[dict]]:
 
 
 def with_prompt_imports(rec: dict) -> str | None:
-    """The completion with the prompt's top-level import lines put at the start of its last code block."""
+    """The answer's program (the verifier's own extraction) in a fresh block, after the prompt's import lines."""
     imports = [ln for ln in rec["question"].splitlines() if ln.startswith(("from ", "import "))]
-    blocks = list(BLOCK.finditer(rec["completion"]))
-    if not imports or not blocks:
+    program = last_code_block(rec["completion"])
+    if not imports or program is None:
         return None
-    at = blocks[-1].start(1)
-    return rec["completion"][:at] + "\n".join(imports) + "\n" + rec["completion"][at:]
+    return "```python\n" + "\n".join(imports) + "\n" + program + "```"
 
 
 def main() -> None:
@@ -44,11 +44,9 @@ def main() -> None:
     ap.add_argument("eval_dir", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    from seqdistill.verify import CORRECT, check_many
-
     out = {}
     for model, rows in samples(args.eval_dir).items():
-        last = [(BLOCK.findall(r["completion"]) or [""])[-1] for r in rows]
+        last = [last_code_block(r["completion"]) or "" for r in rows]
         raised = [r for r in rows if r["verify_reason"] == "exception"]
         redo = [(t, r["gold"], r["task"] if "task" in r else "code") for r in raised
                 if (t := with_prompt_imports(r)) is not None]
