@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matmul_peak import tflops  # noqa: E402
 
 from seqdistill.config import load_recipe  # noqa: E402
-from seqdistill.kd import load_kd_records, offline_trainer  # noqa: E402
+from seqdistill.kd_trainer import load_kd_records, offline_trainer  # noqa: E402
 from seqdistill.models import count_params  # noqa: E402
 from seqdistill.train import build_trainer, load_inputs, student_source  # noqa: E402
 

@@ -207,7 +207,7 @@ def recipe_explain(key: str = typer.Argument("", help="a dotted key or section, 
 
 @app.command()
 def check(output: str = typer.Argument(..., help="the model's output text (or @FILE to read it from a file)"),
-          gold: str = typer.Argument(..., help="the gold answer (or the dataset's answer field)"),
+          gold: str = typer.Argument(..., help="the gold answer, the dataset's answer field or test code (or @FILE)"),
           task: str = typer.Option("math", help="gsm8k | math | aime | amc | arithmetic | code (GOLD: test code)"),
           timeout: float = typer.Option(5.0, help="seconds math-verify may take")):
     """Show how the verifier reads one output: extracted answer, normalised forms, path and verdict. With
@@ -219,18 +219,20 @@ def check(output: str = typer.Argument(..., help="the model's output text (or @F
         raise typer.Exit(2)
     if output.startswith("@"):
         output = _run(_read_text, output[1:])
+    if gold.startswith("@"):
+        gold = _run(_read_text, gold[1:], "gold")
     got = _run(explain, output, gold, task, timeout)
     for key, value in got.items():
         typer.echo(f"{key:<16} {value}")
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str, what: str = "output") -> str:
     from .errors import DataError
 
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the output text ({exc.__class__.__name__})") from None
+        raise DataError(f"{path}: cannot read the {what} text ({exc.__class__.__name__})") from None
 
 
 @app.command()
@@ -243,6 +245,24 @@ def shrink(teacher: str = typer.Option(..., help="model folder (or packaged:<nam
 
     path = _run(shrink_model, teacher, layers, out, overwrite=overwrite)
     typer.echo(f"student: {path}")
+
+
+@app.command()
+def merge(adapter: Path = typer.Argument(..., help="a LoRA adapter folder (e.g. a committed adapter-bf16/)"),
+          base: str = typer.Option(..., help="the base model it was trained on (folder or packaged:<name>)"),
+          out: Path = typer.Option(..., "--out", help="the merged model folder to write"),
+          dtype: str = typer.Option("bfloat16", help="bfloat16 | float32 | float16"),
+          overwrite: bool = OverwriteOpt, verbose: bool = VerboseOpt):
+    """Merge a LoRA adapter into its base model: a folder generate, eval and vLLM can load."""
+    _setup_logging(verbose)
+    from .adapters import merge_adapter
+    from .errors import ConfigError
+    from .models import resolve
+
+    if dtype not in ("bfloat16", "float32", "float16"):
+        _run(lambda: (_ for _ in ()).throw(ConfigError(f"--dtype: {dtype!r}; choose bfloat16, float32 or float16")))
+    path = _run(lambda: merge_adapter(adapter, resolve(base), out, dtype, overwrite=overwrite))
+    typer.echo(f"merged model: {path}")
 
 
 def main() -> None:  # pragma: no cover

@@ -298,36 +298,67 @@ class SFTSection(TrainSection):
                               "traces (RUN_DIR/sft-by-teacher/NAME; eval label sft:NAME) to compare teachers")
 
 
+class OnPolicyConfig(LocalEngineConfig):
+    """kd.mode on-policy: rounds through the engine. Each round the current student samples `prompts_per_round`
+    kept prompts (backend / sampling / batch_size / vllm below, the engine layer generate uses), the teacher
+    scores exactly those tokens in one prefill pass (its raw top-`teacher_topk` logprobs at every completion
+    position), and the KD trainer trains on those rows, continuing the previous round's adapter."""
+    rounds: int = Field(1, ge=1, description="sample -> score -> train rounds (raise it and rerun to add rounds: "
+                        "finished rounds are kept)")
+    prompts_per_round: int = Field(128, ge=1, description="kept prompts the student samples each round (a seeded "
+                                   "walk through all of them, reshuffled every pass)")
+    teacher_topk: int = Field(20, ge=1, le=256, description="teacher log-probabilities kept per completion "
+                              "position (Thinking Machines: top-20 is enough)")
+    sampling: SamplingConfig = Field(SamplingConfig(n=1, temperature=1.0, top_p=1.0, max_tokens=512),
+                                     description="how the student samples (temperature 1: its own distribution)")
+    batch_size: int = Field(32, ge=1, description="prompts per written shard (and in flight on vllm)")
+
+
 class KDSection(TrainSection):
     mode: Literal["auto", "offline", "online", "on-policy"] = Field("auto",
         description="auto (offline if logprobs were captured, else online), offline, online, on-policy")
     packing: bool = Field(False, description="pack rows into max_length sequences (padding-free; offline and "
-                          "online; on-policy refuses true: its rows are generated)")
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the KD term: (1-alpha)·CE + alpha·T²·KD")
+                          "on-policy rounds)")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the KD term: (1-alpha)·CE + alpha·T²·KD "
+                         "(on-policy default 1: CE on the student's own unverified samples would teach its errors)")
     temperature: float = Field(1.0, gt=0.0, description="softens teacher and student (bucket tail needs 1)")
     divergence: Literal["forward", "reverse", "jsd"] = Field("forward",
-        description="forward KL, reverse KL or generalized JSD")
+        description="forward KL, reverse KL or generalized JSD (on-policy default: reverse)")
     jsd_beta: float = Field(0.5, gt=0.0, lt=1.0, description="JSD interpolation weight")
     tail: Literal["bucket", "renorm"] = Field("bucket",
         description="top-K teachers: bucket (missing mass as one category) or renorm (support only)")
     chunk_size: int = Field(256, ge=1, description="online mode: tokens per logit chunk")
-    max_new_tokens: int = Field(128, ge=1, description="on-policy mode: student generation length")
+    onpolicy: OnPolicyConfig = Field(default_factory=OnPolicyConfig, description="on-policy mode: rounds, prompts "
+                                     "per round, the student's sampling and the engine that samples and scores")
 
     # keys a mode does not read: set in that mode they would be silently ignored, so they are refused
-    _UNUSED_BY_MODE = {"on-policy": ("alpha", "tail", "chunk_size"),
-                       "offline": ("chunk_size", "max_new_tokens"), "online": ("tail", "max_new_tokens")}
+    _UNUSED_BY_MODE = {"on-policy": ("chunk_size",), "offline": ("chunk_size", "onpolicy"),
+                       "online": ("tail", "onpolicy"), "auto": ("onpolicy",)}
 
     @model_validator(mode="after")
     def _keys_the_mode_reads(self):
         for key in self._UNUSED_BY_MODE.get(self.mode, ()):
             if key in self.model_fields_set:
-                raise ValueError(f"{key} is not used in kd.mode {self.mode} (TRL's on-policy trainer has no CE "
-                                 "term and scores its own samples with the full teacher distribution)"
-                                 if self.mode == "on-policy" else
-                                 f"{key} is not used in kd.mode {self.mode}; remove it")
-        if self.mode == "on-policy" and self.max_new_tokens >= self.max_length:
-            raise ValueError(f"max_new_tokens {self.max_new_tokens} must be below max_length {self.max_length}: "
-                             "an on-policy row is a prompt plus up to max_new_tokens sampled tokens")
+                raise ValueError(f"{key} is not used in kd.mode {self.mode}; remove it")
+        if self.mode == "on-policy":
+            # the student's own samples: reverse KL (mode-seeking, the per-token loss of on-policy distillation)
+            # and no CE term unless asked for
+            if "divergence" not in self.model_fields_set:
+                self.divergence = "reverse"
+            if "alpha" not in self.model_fields_set:
+                self.alpha = 1.0
+            if self.onpolicy.sampling.max_tokens >= self.max_length:
+                raise ValueError(f"onpolicy.sampling.max_tokens {self.onpolicy.sampling.max_tokens} must be below "
+                                 f"max_length {self.max_length}: a row is a prompt plus the sampled tokens")
+            if self.onpolicy.sampling.thinking_budget:
+                raise ValueError("onpolicy.sampling.thinking_budget: forced closing tokens are not the student's "
+                                 "own samples; remove it")
+            if self.lora is not None and not self.lora.merge:
+                raise ValueError("lora.merge: false with mode on-policy: every round's student samples through the "
+                                 "engine from its merged folder; set lora.merge: true")
+            if self.onpolicy.backend == "openai":
+                raise ValueError("onpolicy.backend: openai cannot score a given completion (no prompt logprobs "
+                                 "here); use hf or vllm")
         return self
 
 
@@ -345,12 +376,27 @@ class EvalConfig(EngineConfig):
     output_dir: str | None = Field(None, description="default: RUN_DIR/eval")
     sampling: SamplingConfig = Field(SamplingConfig(temperature=0.6, top_p=0.95, max_tokens=32768),
         description="how every model samples (k = sampling.n)")
+    repeat_models: list[str] = Field([], description="models (eval.models labels) sampled a second time at "
+                                     "repeat_batch_size: the run-to-run noise of greedy eval (engines whose batch "
+                                     "composition changes the numerics) reported beside the paired differences")
+    repeat_batch_size: int = Field(37, ge=1, description="batch size of the repeat (differs from batch_size, so "
+                                   "every batch is composed differently)")
     speed_prompts: int = Field(8, ge=0, description="speed is timed on the first N eval prompts as one batch, "
                                                      "after a warm-up, apart from the scored samples (0: no timing)")
     speed_repeats: int = Field(3, ge=1, description="timed passes per model; tok/s is their median, the spread "
                                                     "their min-max")
     speed_tokens: int = Field(256, ge=1, description="tokens every timed sequence decodes, end-of-sequence ignored "
                               "(at most sampling.max_tokens), so every model is timed on the same work")
+
+    @model_validator(mode="after")
+    def _repeat(self):
+        for m in self.repeat_models:
+            if m not in self.models:
+                raise ValueError(f"repeat_models: {m!r} is not in eval.models ({', '.join(self.models)})")
+        if self.repeat_models and self.repeat_batch_size == self.batch_size:
+            raise ValueError(f"repeat_batch_size {self.repeat_batch_size} equals batch_size: the repeat would batch "
+                             "the problems the same way and measure no noise")
+        return self
 
 
 class RecipeConfig(Section):

@@ -21,7 +21,7 @@ from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts
 from .errors import ConfigError, DataError
 from .labels import group_answers
-from .metrics import paired_comparison, summarize_problems
+from .metrics import gap_closed, paired_comparison, summarize_problems
 from .models import count_params, load_options, resolve, set_threads
 from .overlap import OverlapIndex
 from .records import answer_text
@@ -273,6 +273,54 @@ def overlap_report(cfg: RecipeConfig, items: list[dict]) -> dict:
 
 
 @writer_scope
+def sample_model(cfg: RecipeConfig, folder: Path, label: str, mcfg, path: str, items: list[dict], overwrite: bool,
+                 batch_size: int | None = None) -> tuple[Store, dict]:
+    """One model's eval samples in `folder` (resumed from disk), timed for speed unless `batch_size` is given
+    (a repeat at another batch size: eval.repeat_models)."""
+    e, bench = cfg.eval, cfg.eval.data
+    base_hash, legacy_base = stage_hash(cfg, "prompt"), legacy_stage_hash(cfg, "prompt")
+    sub = Store(folder)
+    fp = fingerprint(path)
+    chash = identity(base_hash, bench, e.sampling, e.backend, fp, *([batch_size] if batch_size else []))
+    sub.adopt(hashlib.sha256(json.dumps([legacy_base, bench.model_dump(mode="json"), e.sampling.model_dump(),
+                                         e.backend, fp]).encode()).hexdigest()[:16], chash)
+    resumed = sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
+    with sub.clean_on_refusal(resumed):  # a refusal before any sample leaves no manifest
+        m = sub.manifest()
+        skey = speed_key(cfg, path)
+        need_speed = (e.speed_prompts > 0 and e.ray is None and batch_size is None
+                      and (m.get("speed") or {}).get("key") != skey)
+        if not m.get("complete") or need_speed:
+            engine = Engine.of(e, cfg.num_threads, **({"batch_size": batch_size} if batch_size else {}))
+
+            def timed(backend, prompts):  # while the engine is open
+                if need_speed:
+                    speed = measure_speed(backend, prompts[:e.speed_prompts], to_params(e.sampling),
+                                          e.speed_repeats, label, e.speed_tokens)
+                    sub.update_manifest(speed={"key": skey, **speed})
+
+            # done: every prompt already on disk when only the timing is stale (nothing is regenerated)
+            desc = f"eval {label}" + (f" (batch {batch_size})" if batch_size else "")
+            sample_into(sub, items, engine, mcfg, cfg.prompt, to_params(e.sampling), task=bench.task, label=path,
+                        tag="s0of1", desc=desc, seed=e.sampling.seed,
+                        done={it["id"] for it in items} if m.get("complete") else None, then=timed)
+            m = sub.update_manifest(complete=True)
+    return sub, m
+
+
+def repeat_noise(first: list[dict], second: list[dict]) -> dict:
+    """How two evals of the same model on the same problems differ (only the engine's batching changed):
+    completions that differ, verdicts that flip, and the accuracy difference that noise alone produced."""
+    a = {(r["prompt_id"], r["sample_index"]): r for r in first}
+    b = {(r["prompt_id"], r["sample_index"]): r for r in second}
+    both = sorted(a.keys() & b.keys())
+    flips = [k for k in both if (a[k]["verdict"] == CORRECT) != (b[k]["verdict"] == CORRECT)]
+    gained = sum(b[k]["verdict"] == CORRECT for k in flips)
+    return {"samples": len(both), "completions_differ": sum(a[k]["completion"] != b[k]["completion"] for k in both),
+            "verdict_flips": len(flips), "flipped_to_correct": gained, "flipped_to_wrong": len(flips) - gained,
+            "accuracy_diff": (2 * gained - len(flips)) / len(both) if both else None}
+
+
 def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     e = cfg.eval
     set_threads(cfg.num_threads)
@@ -289,34 +337,11 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     overlap = overlap_report(cfg, items)
     out = cfg.stage_dir("eval")
     Store(out).lock_writer()  # eval.json / report.md: one eval at a time per eval dir
-    base_hash, legacy_base = stage_hash(cfg, "prompt"), legacy_stage_hash(cfg, "prompt")
-    results, lengths, per_problem = {}, {}, {}
+    base_hash = stage_hash(cfg, "prompt")
+    results, lengths, per_problem, samples = {}, {}, {}, {}
     for label, mcfg in refs:
         path = paths[label]
-        sub = Store(out / label)
-        fp = fingerprint(path)
-        chash = identity(base_hash, bench, e.sampling, e.backend, fp)
-        sub.adopt(hashlib.sha256(json.dumps([legacy_base, bench.model_dump(mode="json"), e.sampling.model_dump(),
-                                             e.backend, fp]).encode()).hexdigest()[:16], chash)
-        resumed = sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
-        with sub.clean_on_refusal(resumed):  # a refusal before any sample leaves no manifest
-            m = sub.manifest()
-            skey = speed_key(cfg, path)
-            need_speed = e.speed_prompts > 0 and e.ray is None and (m.get("speed") or {}).get("key") != skey
-            if not m.get("complete") or need_speed:
-                engine = Engine.of(e, cfg.num_threads)
-
-                def timed(backend, prompts, label=label, skey=skey):  # while the engine is open
-                    if need_speed:
-                        speed = measure_speed(backend, prompts[:e.speed_prompts], to_params(e.sampling),
-                                              e.speed_repeats, label, e.speed_tokens)
-                        sub.update_manifest(speed={"key": skey, **speed})
-
-                # done: every prompt already on disk when only the timing is stale (nothing is regenerated)
-                sample_into(sub, items, engine, mcfg, cfg.prompt, to_params(e.sampling), task=bench.task,
-                            label=path, tag="s0of1", desc=f"eval {label}", seed=e.sampling.seed,
-                            done={it["id"] for it in items} if m.get("complete") else None, then=timed)
-                m = sub.update_manifest(complete=True)
+        sub, m = sample_model(cfg, out / label, label, mcfg, path, items, overwrite)
         metrics, recs = score_model(sub, cfg)
         speed = m.get("speed") or {}
         metrics.update(model=path, params=count_params(path, param_options(cfg, label, mcfg)),
@@ -329,12 +354,24 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         results[label] = metrics
         lengths[label] = [r["completion_tokens"] for r in recs]
         per_problem[label] = problem_scores(recs)
+        samples[label] = recs
         log.info("eval %s: accuracy %.3f, strict %.3f, format %.3f", label, metrics["accuracy"]["mean"],
                  metrics["strict"]["pass@1"]["mean"], metrics["format"]["mean"])
+    noise = {}
+    for label, mcfg in refs:  # the same model again at another batch size: how much batching alone moves it
+        if label in e.repeat_models:
+            sub, _ = sample_model(cfg, out / f"{label}@batch{e.repeat_batch_size}", label, mcfg, paths[label], items,
+                                  overwrite, batch_size=e.repeat_batch_size)
+            noise[label] = {"batch_size": e.batch_size, "repeat_batch_size": e.repeat_batch_size,
+                            **repeat_noise(samples[label], score_model(sub, cfg)[1])}
+            log.info("eval %s: repeated at batch %d: %d of %d completions differ, %d verdicts flip", label,
+                     e.repeat_batch_size, noise[label]["completions_differ"], noise[label]["samples"],
+                     noise[label]["verdict_flips"])
     summary = distillation_summary(results)
     report = {"benchmark": bench.label(), "task": bench.task, "k": e.sampling.n, "train_overlap": overlap,
               "sampling": e.sampling.model_dump(), "backend": e.backend, "models": results, "summary": summary,
-              "paired": paired_table(per_problem), "created": time.time()}
+              "paired": paired_table(per_problem), "gap_closed": gap_table(per_problem), "repeat_noise": noise,
+              "created": time.time()}
     per_teacher = any(x.startswith("sft:") for x in results)
     students = [m for m in results if m.startswith("sft:") or (m == "sft" and per_teacher)]
     if students:  # which teacher makes the better student: ranked by the student's accuracy, not the teacher's
@@ -388,6 +425,17 @@ def paired_table(per_problem: dict[str, dict[str, float]]) -> list[dict]:
                 continue
             rows.append({"model": label, "against": ref, **paired_comparison(per_problem[ref], scores)})
     return rows
+
+
+def gap_table(per_problem: dict[str, dict[str, float]]) -> dict[str, dict]:
+    """Every trained model's share of the teacher gap closed, against the student before (metrics.gap_closed);
+    empty without both a teacher and the student before."""
+    refs = reference_models(per_problem)
+    teacher = next((m for m in refs if m.startswith("teacher")), None)
+    if teacher is None or "student" not in per_problem:
+        return {}
+    return {label: gap_closed(per_problem["student"], scores, per_problem[teacher])
+            for label, scores in per_problem.items() if label != "student" and not label.startswith("teacher")}
 
 
 def distillation_summary(results: dict) -> dict:

@@ -217,7 +217,12 @@ def _eval_html(report: dict) -> str:
                       f"<td>{p['problems']}</td><td>{100 * p['diff']:+.1f} pts [{100 * p['ci95'][0]:+.1f}, "
                       f"{100 * p['ci95'][1]:+.1f}]</td><td>{p['gained']}</td><td>{p['lost']}</td>"
                       f"<td>{p['mcnemar_p']:.3g}</td></tr>" for p in paired) + "</table>")
-    return f"{note}<table id='evaltable'>{head}{''.join(rows)}</table>{svg}{ptable}"
+    gaps = report.get("gap_closed") or {}
+    gtable = ("<p>Share of the teacher gap closed, (after - before) / (teacher - before), paired bootstrap 95% CI:"
+              "</p><table id='gaptable'><tr><th>model</th><th>gap closed [95% CI]</th></tr>" + "".join(
+                  f"<tr data-model='{_e(label)}'><td>{_e(label)}</td><td>{_e(gap_text(g))}</td></tr>"
+                  for label, g in gaps.items()) + "</table>") if gaps else ""
+    return f"{note}<table id='evaltable'>{head}{''.join(rows)}</table>{svg}{ptable}{gtable}"
 
 
 PAGE = r"""<!doctype html>
@@ -459,7 +464,25 @@ def eval_markdown(report: dict) -> str:
             lines.append(f"| {p['model']} | {p['against']} | {p['problems']} | {100 * p['diff']:+.1f} pts "
                          f"[{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}] | {p['gained']} | {p['lost']} | "
                          f"{p['mcnemar_p']:.3g} |")
+    for label, nz in (report.get("repeat_noise") or {}).items():
+        lines += ["", f"Run-to-run noise: {label} sampled again with batches of {nz['repeat_batch_size']} instead of "
+                  f"{nz['batch_size']} (same model, same problems, greedy): {nz['completions_differ']} of "
+                  f"{nz['samples']} completions differ, {nz['verdict_flips']} verdicts flip "
+                  f"({nz['flipped_to_correct']} to correct, {nz['flipped_to_wrong']} to wrong; accuracy "
+                  f"{100 * nz['accuracy_diff']:+.1f} pts). A difference between arms of that size is the engine's "
+                  "batching, not training."]
+    if report.get("gap_closed"):
+        lines += ["", "Share of the teacher gap closed, (after - before) / (teacher - before), paired bootstrap 95% CI:",
+                  ""] + [f"- {label}: {gap_text(g)}" for label, g in report["gap_closed"].items()]
     return "\n".join(lines)
+
+
+def gap_text(g: dict) -> str:
+    if g.get("gap_closed") is None:
+        return "- (the teacher is not above the student before)"
+    lo, hi = g["ci95"]
+    ci = f" [{100 * lo:+.0f}%, {100 * hi:+.0f}%]" if lo is not None else ""
+    return f"{100 * g['gap_closed']:+.1f}%{ci} on {g['problems']} problems"
 
 
 def eval_plot(report: dict, lengths: dict, path: Path) -> Path | None:

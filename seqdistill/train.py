@@ -348,8 +348,10 @@ def count_prompt_only(tok, ds, max_length: int, key: str) -> int:
 
 
 def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path, dataset_default: Path,
-                  trainer_cls=None, args_cls=None, model=None, inputs=None, **extra):
-    """`inputs`: what load_inputs returned (train_stage checks them before writing anything)."""
+                  trainer_cls=None, args_cls=None, model=None, inputs=None, adapter: str | Path | None = None,
+                  **extra):
+    """`inputs`: what load_inputs returned (train_stage checks them before writing anything). `adapter`: a LoRA
+    adapter to keep training (kd on-policy rounds continue the previous round's), instead of a new one."""
     import torch
     from trl import SFTTrainer
 
@@ -357,6 +359,11 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
     if notes.get("pretokenized"):  # labels built here (contents as text): TRL must not rebuild them
         extra["assistant_only_loss"] = False
     model = model or load_student(path, section, key, cfg.student, from_folder=bool(section.init_from))
+    lora = peft_config(section)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model, lora = PeftModel.from_pretrained(model, str(adapter), is_trainable=True), None
     args = trl_args(section, out, args_cls, **extra)
     throughput = _as_callback(ThroughputCallback())
     if trainer_cls is None and not torch.cuda.is_available():
@@ -364,7 +371,7 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
 
         trainer_cls = LabelledLossSFTTrainer
     trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=train_dataset,
-                                          processing_class=tok, peft_config=peft_config(section),
+                                          processing_class=tok, peft_config=lora,
                                           callbacks=[throughput])
     # first in line: the trackers (report_to) run before user callbacks and would log without tokens/s
     trainer.callback_handler.callbacks.remove(throughput)
@@ -461,6 +468,8 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_defa
     upstream = [input_fingerprint(section.dataset or dataset_default)]
     if section.init_from and Path(section.init_from).exists():
         upstream.append(input_fingerprint(section.init_from))
+    if build_kwargs.get("adapter") is not None:  # the adapter training continues is part of the start state
+        upstream.append(input_fingerprint(build_kwargs["adapter"]))
     chash = identity(stage_hash(cfg, *keys, drop=drop), upstream)
     store.adopt(hashlib.sha256(f"{legacy_stage_hash(cfg, *keys, drop=drop)}{upstream}".encode()).hexdigest()[:16],
                 chash)

@@ -15,7 +15,6 @@ from seqdistill.train import build_trainer
 
 TRAIN = {"max_steps": 8, "learning_rate": 5e-3, "max_length": 256, "per_device_train_batch_size": 4,
          "warmup_ratio": 0.0, "lr_scheduler_type": "constant", "save_steps": 1000}
-ON_POLICY = {k: v for k, v in TRAIN.items() if k != "max_length"}  # on-policy rows are generated: no max_length
 
 
 def losses(final, key):
@@ -77,14 +76,15 @@ def test_online_chunked_loss_equals_unchunked(make_cfg, tiny, tmp_path):
     kept_dir(tmp_path / "run" / "filter")
     import functools
 
-    from seqdistill.kd import _load_teacher, _make_kd_trainer
+    from seqdistill.kd import _load_teacher
+    from seqdistill.kd_trainer import make_kd_trainer
 
     vals = []
     for chunk in (7, 10_000):
         cfg = make_cfg(kd={**TRAIN, "mode": "online", "chunk_size": chunk})
         _, teacher = _load_teacher(cfg)
         trainer, _, _ = build_trainer(cfg, cfg.kd, "kd", tmp_path / f"o{chunk}", cfg.stage_dir("filter") / "kept",
-                                      trainer_cls=functools.partial(_make_kd_trainer(), kd=cfg.kd, teacher=teacher))
+                                      trainer_cls=functools.partial(make_kd_trainer(), kd=cfg.kd, teacher=teacher))
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
         model = trainer.model
         loss = trainer.compute_loss(model, batch)
@@ -92,47 +92,6 @@ def test_online_chunked_loss_equals_unchunked(make_cfg, tiny, tmp_path):
         vals.append((loss.item(), model.model.layers[0].mlp.up_proj.weight.grad.clone()))
     assert vals[0][0] == pytest.approx(vals[1][0], rel=1e-5)
     torch.testing.assert_close(vals[0][1], vals[1][1], atol=1e-6, rtol=1e-4)
-
-
-@pytest.mark.parametrize("trainer", ["stable", "experimental-gkd"])
-def test_on_policy_mode_runs(make_cfg, tiny, tmp_path, monkeypatch, trainer):
-    from seqdistill import kd
-
-    if trainer != "stable":  # a TRL without DistillationTrainer falls back to the experimental GKDTrainer
-        monkeypatch.setattr(kd, "_stable_distillation", lambda: None)
-    kept_dir(tmp_path / "run" / "filter")
-    cfg = make_cfg(kd={**ON_POLICY, "mode": "on-policy", "max_steps": 3, "max_new_tokens": 8,
-                       "per_device_train_batch_size": 2})
-    final = run_kd(cfg)
-    assert len(losses(final, "loss")) >= 3
-    changed, _ = changed_params(tiny["student"], final)
-    assert changed
-
-
-def test_on_policy_uses_trls_stable_trainer_when_installed(make_cfg, tiny, tmp_path, monkeypatch):
-    import trl
-
-    from seqdistill import kd
-
-    if not hasattr(trl, "DistillationTrainer"):
-        pytest.skip("this TRL has no DistillationTrainer")
-    used = {}
-
-    class Spy(trl.DistillationTrainer):
-        def __init__(self, *a, **kw):
-            used.update(args=kw["args"], columns=kw["train_dataset"].column_names,
-                        prompt=kw["train_dataset"][0]["prompt"])
-            super().__init__(*a, **kw)
-
-    monkeypatch.setattr(kd, "_stable_distillation", lambda: (trl.DistillationConfig, Spy))
-    kept_dir(tmp_path / "run" / "filter")
-    cfg = make_cfg(kd={**ON_POLICY, "mode": "on-policy", "max_steps": 2, "max_new_tokens": 8, "divergence": "reverse",
-                       "per_device_train_batch_size": 2})
-    final = run_kd(cfg)
-    args = used["args"]
-    assert isinstance(args, trl.DistillationConfig) and args.beta == 1.0 and args.max_completion_length == 8
-    assert used["columns"] == ["prompt"] and [m["role"] for m in used["prompt"]][-1] == "user"
-    assert len(losses(final, "loss")) >= 2 and changed_params(tiny["student"], final)[0]
 
 
 def test_mismatched_tokenizers_are_refused(tiny, tmp_path, monkeypatch):
@@ -190,13 +149,14 @@ def test_loss_scales_with_the_world_size_when_tokens_are_averaged_across_devices
     count: the loss must be multiplied by W (what Trainer.compute_loss does for a model's own loss)."""
     import functools
 
-    from seqdistill.kd import _load_teacher, _make_kd_trainer
+    from seqdistill.kd import _load_teacher
+    from seqdistill.kd_trainer import make_kd_trainer
 
     kept_dir(tmp_path / "run" / "filter")
     cfg = make_cfg(kd={**TRAIN, "mode": "online"})
     _, teacher = _load_teacher(cfg)
     trainer, _, _ = build_trainer(cfg, cfg.kd, "kd", tmp_path / "o", cfg.stage_dir("filter") / "kept",
-                                  trainer_cls=functools.partial(_make_kd_trainer(), kd=cfg.kd, teacher=teacher))
+                                  trainer_cls=functools.partial(make_kd_trainer(), kd=cfg.kd, teacher=teacher))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     n = int((batch["labels"][:, 1:] != -100).sum())
     mean = trainer.compute_loss(trainer.model, batch).item()
@@ -227,7 +187,7 @@ def test_offline_kd_refuses_a_teacher_with_another_tokenizer(make_cfg, tiny, tmp
 def test_offline_kd_renders_the_prompt_with_the_students_template(tiny, tmp_path):
     import numpy as np
 
-    from seqdistill.kd import topk_dataset
+    from seqdistill.kd_trainer import topk_dataset
 
     teacher_tok = tiny["tok"]
     student_tok = build_tokenizer(tmp_path / "stok")
@@ -256,49 +216,22 @@ def test_offline_kd_renders_the_prompt_with_the_students_template(tiny, tmp_path
     assert row["topk_ids"] == topk.tolist()  # one stored row per completion token, in order
 
 
-@pytest.mark.parametrize("mode,key,value", [("on-policy", "alpha", 0.3), ("on-policy", "chunk_size", 64),
-                                            ("on-policy", "tail", "renorm"), ("offline", "max_new_tokens", 64),
-                                            ("online", "tail", "renorm")])
+@pytest.mark.parametrize("mode,key,value", [("on-policy", "chunk_size", 64), ("offline", "onpolicy", {"rounds": 2}),
+                                            ("online", "tail", "renorm"), ("auto", "onpolicy", {"rounds": 2})])
 def test_keys_a_kd_mode_does_not_read_are_refused(make_cfg, mode, key, value):
-    """They were silently ignored (kd.alpha and kd.max_length in on-policy mode): refused, naming the key."""
+    """A key the mode does not read would be silently ignored: refused, naming the key."""
     with pytest.raises(SeqdistillError, match=f"kd: .*{key} is not used in kd.mode {mode}"):
         make_cfg(kd={"mode": mode, key: value})
-
-
-def test_on_policy_reads_max_length_as_the_row_bound(make_cfg, tiny, tmp_path):
-    """kd.max_length is no longer ignored on-policy: sampling must fit in it, and prompts that leave no room are
-    left out."""
-    from seqdistill.kd import prompt_dataset
-    from seqdistill.train import student_source
-
-    with pytest.raises(SeqdistillError, match="max_new_tokens 64 must be below max_length 64"):
-        make_cfg(kd={"mode": "on-policy", "max_length": 64, "max_new_tokens": 64})
-    from fakes import rec
-
-    from seqdistill.records import FILTER_SCHEMA
-    from seqdistill.store import Store
-
-    store = Store(tmp_path / "kept")
-    store.prepare("filter", "h", {})
-    store.write_shard([rec("short", 0, "ok", question="2+2?"),
-                       rec("long", 0, "ok", question="How many apples? " * 40)], "part", FILTER_SCHEMA)
-    store.update_manifest(complete=True)
-    cfg = make_cfg(kd={"mode": "on-policy"})
-    _, tok = student_source(cfg, cfg.kd)
-    n = [len(tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True,
-                                     return_dict=True)["input_ids"]) for q in ("2+2?", "How many apples? " * 40)]
-    assert len(prompt_dataset(str(tmp_path / "kept"), tok, n[1] + 8, 8)) == 2
-    (row,) = prompt_dataset(str(tmp_path / "kept"), tok, n[1] + 7, 8)
-    assert row["prompt"][-1]["content"] == "2+2?"
 
 
 def test_logged_ce_and_kd_are_token_weighted_under_accumulation(make_cfg, tiny, tmp_path):
     """Two micro-batches of 1 and 3 target tokens with per-token CE 1.0 and 3.0: the logged value is the token
     mean 2.5 (the loss's own weighting), not the mean of micro-batch means 2.0."""
-    from seqdistill.kd import _make_kd_trainer
+    from seqdistill.kd_trainer import make_kd_trainer
 
-    trainer = object.__new__(_make_kd_trainer())
+    trainer = object.__new__(make_kd_trainer())
     trainer._kd_sums, trainer._metrics = {}, {"train": collections.defaultdict(list)}
+    trainer.kd = make_cfg(kd={"alpha": 0.5}).kd
     trainer._log_token_weighted("train", ce_sum=1.0, kd_sum=0.5, tokens=1)
     trainer._log_token_weighted("train", ce_sum=9.0, kd_sum=1.5, tokens=3)
     assert trainer._metrics["train"]["ce_loss"] == [2.5] and trainer._metrics["train"]["kd_loss"] == [0.5]
@@ -347,7 +280,7 @@ def test_offline_kd_does_not_need_generation_markers(make_cfg, tiny):
 def test_jsd_beta_and_temperature_reach_the_kd_loss(make_cfg, tiny, tmp_path, monkeypatch):
     """Sentinel (issue 19): kd.jsd_beta and kd.temperature set to values no default has arrive in every
     kd_loss call of a run."""
-    from seqdistill import kd as kd_stage
+    from seqdistill import kd_trainer as kd_stage
 
     seen = []
     real = kd_stage.kd_loss
@@ -369,8 +302,8 @@ def test_offline_loss_on_labelled_logits_equals_the_full_logits_reference(tiny):
     import torch.nn.functional as F
 
     from seqdistill.config import KDSection
-    from seqdistill.kd import _make_kd_trainer
     from seqdistill.kd_loss import kd_loss
+    from seqdistill.kd_trainer import make_kd_trainer
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny["student"]).eval()
@@ -385,7 +318,7 @@ def test_offline_loss_on_labelled_logits_equals_the_full_logits_reference(tiny):
     batch = {"input_ids": ids, "attention_mask": attn, "labels": labels, "topk_ids": topk_ids,
              "topk_logprobs": topk_lp}
     k = KDSection(mode="offline", alpha=0.5)
-    trainer = object.__new__(_make_kd_trainer())
+    trainer = object.__new__(make_kd_trainer())
     trainer.kd, trainer._kd_sums, trainer._metrics = k, {}, {"eval": collections.defaultdict(list)}
     trainer.args = types.SimpleNamespace(average_tokens_across_devices=False)
     with torch.no_grad():
@@ -417,7 +350,7 @@ def _topk_rows(n_rows, vocab, k=4, seed=0):
 
 
 def test_pack_rows_keeps_every_sequence_once_within_max_length_with_its_topk_at_its_tokens():
-    from seqdistill.kd import collate_topk, pack_rows
+    from seqdistill.kd_trainer import collate_topk, pack_rows
 
     rows = _topk_rows(23, vocab=50)
     packed = pack_rows(rows, 32)
@@ -448,12 +381,12 @@ def test_packed_offline_loss_equals_the_unpacked_loss(tiny):
     import types
 
     from seqdistill.config import KDSection
-    from seqdistill.kd import _make_kd_trainer, collate_topk, pack_rows
+    from seqdistill.kd_trainer import collate_topk, make_kd_trainer, pack_rows
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny["student"]).eval()
     rows = _topk_rows(5, vocab=model.config.vocab_size, seed=1)
-    trainer = object.__new__(_make_kd_trainer())
+    trainer = object.__new__(make_kd_trainer())
     trainer.kd, trainer._kd_sums = KDSection(mode="offline", alpha=0.5), {}
     trainer._metrics = {"eval": collections.defaultdict(list)}
     trainer.args = types.SimpleNamespace(average_tokens_across_devices=False)
@@ -479,7 +412,7 @@ def test_offline_kd_trains_on_packed_rows(make_cfg, tiny, tmp_path, caplog):
                    teacher={"path": sharp_teacher(tiny, tmp_path / "sharp")},
                    kd={**TRAIN, "alpha": 0.9, "packing": True, "per_device_train_batch_size": 2, "max_length": 1000})
     cfg.kd.dataset = str(run_generate(cfg))
-    with caplog.at_level("INFO", logger="seqdistill.kd"):
+    with caplog.at_level("INFO", logger="seqdistill.kd_trainer"):
         final = run_kd(cfg)
     (msg,) = [r.getMessage() for r in caplog.records if "packed into" in r.getMessage()]
     n_rows = int(msg.split(" packed into ")[1].split()[0])
@@ -488,7 +421,3 @@ def test_offline_kd_trains_on_packed_rows(make_cfg, tiny, tmp_path, caplog):
     assert all(math.isfinite(x) for x in kd) and kd[-1] < kd[0] * 0.8
 
 
-def test_on_policy_packing_is_refused(make_cfg, tiny):
-    cfg = make_cfg(kd={"mode": "on-policy", "packing": True, "max_length": 256, "max_new_tokens": 16})
-    with pytest.raises(ConfigError, match="kd.packing: true is not supported in kd.mode on-policy"):
-        run_kd(cfg)

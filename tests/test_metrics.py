@@ -116,3 +116,38 @@ def test_maj_at_k_groups_votes_through_the_verifier(make_cfg, tmp_path):
                                                          for j, t in enumerate(texts)])
     metrics, _ = score_model(Store(root), cfg)
     assert metrics["maj@4"]["mean"] == 0.5 and metrics["pass@1"]["mean"] == 0.5
+
+
+def test_gap_closed_is_the_share_of_the_teacher_gap_with_a_paired_ci():
+    from seqdistill.metrics import gap_closed
+
+    ids = [f"p{i}" for i in range(40)]
+    before = {p: float(i < 10) for i, p in enumerate(ids)}  # 25%
+    teacher = {p: float(i < 30) for i, p in enumerate(ids)}  # 75%
+    after = {p: float(i < 20) for i, p in enumerate(ids)}  # 50%: half the gap
+    g = gap_closed(before, after, teacher)
+    assert g["problems"] == 40 and g["gap_closed"] == pytest.approx(0.5)
+    lo, hi = g["ci95"]
+    assert lo < 0.5 < hi and 0.2 < lo and hi < 0.8
+    # the bootstrap is paired: the same resamples by brute force give the same interval
+    rng, order = random.Random(0), sorted(ids)
+    ratios = []
+    for _ in range(2000):
+        pick = [order[rng.randrange(40)] for _ in range(40)]
+        d = sum(teacher[p] - before[p] for p in pick)
+        if d > 0:
+            ratios.append(sum(after[p] - before[p] for p in pick) / d)
+    ratios.sort()
+    assert [lo, hi] == [ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios))]]
+    # a student worse than before closes a negative share; the teacher itself closes all of it
+    assert gap_closed(before, {p: 0.0 for p in ids}, teacher)["gap_closed"] == pytest.approx(-0.5)
+    assert gap_closed(before, teacher, teacher)["gap_closed"] == pytest.approx(1.0)
+
+
+def test_gap_closed_is_undefined_when_the_teacher_is_not_above_the_student():
+    from seqdistill.metrics import gap_closed
+
+    same = {"a": 1.0, "b": 0.0}
+    assert gap_closed(same, {"a": 1.0, "b": 1.0}, same)["gap_closed"] is None
+    assert gap_closed({"a": 1.0}, {"a": 1.0}, {"a": 0.0})["gap_closed"] is None
+    assert gap_closed({}, {}, {})["problems"] == 0

@@ -73,6 +73,35 @@ def test_eval_end_to_end_on_tiny_models(make_cfg, tiny):
     assert sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet")) == before
 
 
+def test_eval_repeats_a_model_at_another_batch_size_and_reports_the_noise(make_cfg, tiny):
+    cfg = make_cfg(eval={**EVAL, "models": ["teacher", "student"], "repeat_models": ["student"],
+                         "repeat_batch_size": 3, "speed_prompts": 0})
+    out = run_eval(cfg)
+    nz = json.loads((out / "eval.json").read_text())["repeat_noise"]
+    assert list(nz) == ["student"] and nz["student"]["samples"] == 8
+    assert (nz["student"]["batch_size"], nz["student"]["repeat_batch_size"]) == (4, 3)
+    assert (out / "student@batch3" / "samples.parquet").exists() is False  # the repeat is compared, not reported
+    assert 0 <= nz["student"]["verdict_flips"] <= nz["student"]["completions_differ"] <= 8
+    assert "Run-to-run noise: student sampled again with batches of 3 instead of 4" in (out / "report.md").read_text()
+    with pytest.raises(SeqdistillError, match="repeat_models: 'sft' is not in eval.models"):
+        make_cfg(eval={**EVAL, "models": ["student"], "repeat_models": ["sft"]})
+    with pytest.raises(SeqdistillError, match="equals batch_size"):
+        make_cfg(eval={**EVAL, "models": ["student"], "repeat_models": ["student"], "repeat_batch_size": 4})
+
+
+def test_repeat_noise_counts_differences_and_flips_both_ways():
+    from seqdistill.evaluate import repeat_noise
+
+    def r(pid, text, verdict):
+        return {"prompt_id": pid, "sample_index": 0, "completion": text, "verdict": verdict}
+
+    first = [r("a", "x", "correct"), r("b", "y", "wrong"), r("c", "z", "correct"), r("d", "w", "wrong")]
+    second = [r("a", "x", "correct"), r("b", "y2", "correct"), r("c", "z2", "wrong"), r("d", "w2", "wrong")]
+    nz = repeat_noise(first, second)
+    assert (nz["samples"], nz["completions_differ"], nz["verdict_flips"]) == (4, 3, 2)
+    assert (nz["flipped_to_correct"], nz["flipped_to_wrong"], nz["accuracy_diff"]) == (1, 1, 0.0)
+
+
 @pytest.mark.parametrize("labels, expected", [
     # the arms against the student before, the teacher and each other; teachers are never "against" a student
     (["teacher", "student", "sft", "kd"],
@@ -92,6 +121,17 @@ def test_paired_table_pairs_each_arm_with_the_student_the_teacher_and_the_sft_ar
     assert {(r["model"], r["against"]) for r in rows} == expected and len(rows) == len(expected)
     for r in rows:  # each row is the difference model - reference on the same problems
         assert r["diff"] == pytest.approx(sum(per[r["model"]][p] - per[r["against"]][p] for p in per[r["model"]]) / 12)
+
+
+def test_gap_table_names_every_trained_model_against_the_student_before_and_the_teacher():
+    from seqdistill.evaluate import gap_table
+
+    per = {"teacher": {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.0}, "student": {"a": 0.0, "b": 0.0, "c": 1.0, "d": 0.0},
+           "sft": {"a": 1.0, "b": 0.0, "c": 1.0, "d": 0.0}, "kd": {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}}
+    g = gap_table(per)
+    assert set(g) == {"sft", "kd"}
+    assert g["sft"]["gap_closed"] == pytest.approx(0.5) and g["kd"]["gap_closed"] == pytest.approx(1.5)
+    assert gap_table({k: v for k, v in per.items() if k != "teacher"}) == {}
 
 
 def test_distillation_summary_math():

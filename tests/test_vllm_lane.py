@@ -221,3 +221,23 @@ def test_vllm_speed_timing_decodes_the_same_fixed_length_for_every_sequence(lane
     speed = measure_speed(be, prompts, Params(n=1, temperature=0.0, max_tokens=64, stop=common), 2, "t", 24)
     assert speed["fixed_length"] and speed["tokens_per_sequence"] == 24
     assert [r["tokens"] for r in speed["runs"]] == [3 * 24, 3 * 24]
+
+
+def test_vllm_score_is_the_engines_prompt_distribution_and_matches_hf(lane):
+    """kd on-policy's teacher pass: vLLM's prompt_logprobs at the completion positions are the model's raw
+    top-K there, the same ids and (up to engine numerics) values as an HF forward of the same weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from seqdistill.backends.hf import HFBackend
+
+    seqs = [([5, 9, 11, 3, 40], [7, 2, 8, 61]), ([12, 30], [4, 4, 4, 90, 17, 3])]
+    got = lane["backend"].score(seqs, k=5)
+    hf = HFBackend(str(lane["model"]), lane["tok"], model=AutoModelForCausalLM.from_pretrained(lane["model"]),
+                   device="cpu")
+    want = hf.score(seqs, k=5)
+    for (p, c), (ids, lps), (hids, hlps) in zip(seqs, got, want):
+        assert ids.shape == (len(c), 5) and lps.dtype == np.float16
+        assert (ids[:, 0] == hids[:, 0]).all()  # the best token at every position
+        np.testing.assert_allclose(lps.astype(np.float32), hlps.astype(np.float32), atol=0.05)
+        assert torch.tensor(lps.astype(np.float32)).exp().sum(-1).max() <= 1.001

@@ -61,6 +61,7 @@ class _RowSampler:
 
 class HFBackend:
     name = "hf"
+    can_score = True  # score(): the model's top-K at given completion positions (kd on-policy's teacher pass)
 
     def __init__(self, model_path: str, tokenizer, dtype: str = "auto", device: str | None = None,
                  model=None, load_options: dict | None = None, **_):
@@ -138,6 +139,20 @@ class HFBackend:
                 row.append(c)
             results.append(row)
         return results
+
+    @torch.inference_mode()
+    def score(self, seqs: list[tuple[list[int], list[int]]], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each (prompt ids, completion ids): the model's raw (temperature-1) top-K (ids int32, logprobs
+        float16), one row per completion token: the distribution that token was drawn from. One forward pass
+        per sequence, the LM head only over the completion positions (logits_to_keep)."""
+        out = []
+        for p, c in seqs:
+            ids = torch.tensor([list(p) + list(c)], device=self.device)
+            # the last len(c) + 1 positions: the prompt's last token predicts c[0], ..., c[-2] predicts c[-1]
+            logits = self.model(input_ids=ids, logits_to_keep=len(c) + 1, use_cache=False).logits[0, :len(c)]
+            vals, idx = torch.log_softmax(logits.float(), -1).topk(k, -1)
+            out.append((idx.to(torch.int32).cpu().numpy(), vals.to(torch.float16).cpu().numpy()))
+        return out
 
     def close(self) -> None:
         del self.model

@@ -26,6 +26,7 @@ async def _collect(tasks) -> None:
 
 class OpenAIBackend:
     name = "openai"
+    can_score = False  # a chat server returns no logprobs for a completion it did not write
 
     def __init__(self, model_path: str, openai: OpenAIConfig, **_):
         self.cfg = openai

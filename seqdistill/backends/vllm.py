@@ -40,14 +40,7 @@ def map_output(request_output, k: int | None) -> list[Completion]:
             steps = o.logprobs or []
             if len(steps) != len(ids):
                 raise RuntimeError(f"vLLM returned {len(steps)} logprob steps for {len(ids)} tokens")
-            top_ids = np.zeros((len(ids), k), np.int32)
-            top_lp = np.full((len(ids), k), -np.inf, np.float32)
-            for t, step in enumerate(steps):
-                # each step maps token id -> Logprob; it holds the top-K plus the sampled token
-                best = sorted(step.items(), key=lambda kv: -kv[1].logprob)[:k]
-                for j, (tid, lp) in enumerate(best):
-                    top_ids[t, j], top_lp[t, j] = tid, lp.logprob
-            c.topk_ids, c.topk_logprobs = top_ids, top_lp.astype(np.float16)
+            c.topk_ids, c.topk_logprobs = top_rows(steps, k)
         out.append(c)
     return out
 
@@ -113,8 +106,21 @@ def _cpu_defaults(kwargs: dict) -> None:
                  "vllm.enable_chunked_prefill to override)")
 
 
+def top_rows(steps: list, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """vLLM's per-position {token id: Logprob} maps (top-K plus the token itself) -> (ids int32, logprobs
+    float16), each (positions, K), best first."""
+    top_ids = np.zeros((len(steps), k), np.int32)
+    top_lp = np.full((len(steps), k), -np.inf, np.float32)
+    for t, step in enumerate(steps):
+        best = sorted(step.items(), key=lambda kv: -kv[1].logprob)[:k]
+        for j, (tid, lp) in enumerate(best):
+            top_ids[t, j], top_lp[t, j] = tid, lp.logprob
+    return top_ids, top_lp.astype(np.float16)
+
+
 class VLLMBackend:
     name = "vllm"
+    can_score = True  # score(): prompt_logprobs over prompt + completion (kd on-policy's teacher pass)
 
     def __init__(self, model_path: str, tokenizer=None, dtype: str = "auto", vllm_kwargs: dict | None = None,
                  seed: int = 0, load_options: dict | None = None, **_):
@@ -156,6 +162,25 @@ class VLLMBackend:
         params = [SamplingParams(**sampling_kwargs(p, pr.id)) for pr in prompts]
         outs = self.llm.generate(reqs, params, use_tqdm=False)
         return [map_output(o, p.logprobs) for o in outs]
+
+    def score(self, seqs: list[tuple[list[int], list[int]]], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each (prompt ids, completion ids): the model's raw top-K at every completion position, from one
+        prefill pass (vLLM's prompt_logprobs; raw as the engine was started with logprobs_mode raw_logprobs).
+        prompt_logprobs[t] is the distribution of token t given the tokens before it."""
+        from vllm import SamplingParams
+
+        if not self.raw_logprobs:
+            raise ConfigError("kd on-policy: this vLLM cannot say its prompt logprobs are raw (no logprobs_mode); "
+                              "upgrade vLLM (>= 0.10.2) or use kd.onpolicy.backend: hf")
+        sp = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=k, detokenize=False)
+        outs = self.llm.generate([{"prompt_token_ids": list(p) + list(c)} for p, c in seqs], sp, use_tqdm=False)
+        rows = []
+        for (p, c), o in zip(seqs, outs):
+            steps = (o.prompt_logprobs or [])[len(p):len(p) + len(c)]
+            if len(steps) != len(c) or any(s is None for s in steps):
+                raise RuntimeError(f"vLLM returned {len(steps)} prompt logprob rows for {len(c)} completion tokens")
+            rows.append(top_rows(steps, k))
+        return rows
 
     def stream(self, prompts, p: Params, max_in_flight: int):
         """Yield (prompt, completions) as each prompt's n samples finish, keeping up to `max_in_flight` prompts
