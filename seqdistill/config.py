@@ -238,7 +238,8 @@ class FilterConfig(Section):
     majority_min_agreement: float = Field(0.6, gt=0.0, le=1.0,
         description="share of a prompt's samples that must agree for a majority label (ties never label)")
     num_workers: int = Field(2, ge=1, description="verifier worker processes")
-    timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
+    timeout_s: float = Field(5.0, gt=0, description="seconds the math verifier may spend on one answer (programs: "
+                             "sandbox.wall_s / cpu_s)")
 
     @model_validator(mode="after")
     def _bands(self):
@@ -248,6 +249,24 @@ class FilterConfig(Section):
         if self.select == "all" and self.k is not None:
             raise ValueError("k is only read with select: first_k or shortest_k")
         return self
+
+
+class SandboxConfig(Section):
+    """How `task: code` programs run (seqdistill/sandbox.py, docs/code.md): these keys bound a program (filter's and
+    eval's timeout_s bound the math verifier only)."""
+    cpu_s: float = Field(10.0, gt=0, description="CPU seconds a program may use (its process is killed past them)")
+    wall_s: float = Field(20.0, gt=0, description="wall seconds for a program and its tests (all its processes are "
+                          "killed at the deadline; the stage waits at most 5 s more)")
+    memory_mb: int = Field(1024, ge=64, description="address space of the program's process, MB")
+    processes: int = Field(16, ge=1, description="processes a program may run at once")
+    allow_unisolated: bool = Field(False, description="where neither root nor unprivileged user namespaces are "
+                                   "available, run programs with resource limits only (they could read your files, "
+                                   "reach the network and signal your processes); false: refuse")
+
+    def limits(self):
+        from .sandbox import Limits
+
+        return Limits(cpu_s=self.cpu_s, wall_s=self.wall_s, memory_mb=self.memory_mb, processes=self.processes)
 
 
 class LoraSection(Section):
@@ -369,7 +388,8 @@ class EvalConfig(EngineConfig):
         "refuse when more than this fraction of eval items overlaps the training prompts (1.0: intended)"))
     overlap_ngram: int = Field(8, ge=1, description="word n-gram size for the train/eval overlap check")
     num_workers: int = Field(2, ge=1, description="verifier worker processes")
-    timeout_s: float = Field(5.0, gt=0, description="seconds the verifier may spend on one answer")
+    timeout_s: float = Field(5.0, gt=0, description="seconds the math verifier may spend on one answer (programs: "
+                             "sandbox.wall_s / cpu_s)")
     models: list[str] = Field(default_factory=lambda: ["teacher", "student", "final"], min_length=1,
         description="teacher, student, sft, kd, final, teacher:NAME / sft:NAME (with `teachers:`), or model "
                     "folders; retention is against `teacher`, else the first teacher:NAME listed")
@@ -416,6 +436,7 @@ class RecipeConfig(Section):
     sft: SFTSection = Field(SFTSection(), description="stage 3")
     kd: KDSection | None = Field(None, description="stage 4 (optional)")
     eval: EvalConfig = Field(EvalConfig(), description="stage 5")
+    sandbox: SandboxConfig = Field(SandboxConfig(), description="limits and isolation of `task: code` programs")
 
     @field_validator("run_dir")
     @classmethod

@@ -8,11 +8,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import random
 from pathlib import Path
 
 from .config import DataConfig
 from .errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def question_id(question: str) -> str:
@@ -85,7 +88,7 @@ def load_prompts(cfg: DataConfig, where: str = "data") -> list[dict]:
         rows, source = _hub_rows(cfg), cfg.hub
 
     fm = cfg.fields
-    items, seen = [], {}
+    items, seen, not_text = [], {}, {}
     for i, row in enumerate(rows):
         if fm.question not in row or row[fm.question] in (None, ""):
             raise DataError(f"{source}: row {i}: missing question field {fm.question!r} "
@@ -99,7 +102,10 @@ def load_prompts(cfg: DataConfig, where: str = "data") -> list[dict]:
             if fm.answer not in row:
                 raise DataError(f"{source}: row {i}: missing answer field {fm.answer!r}; "
                                 f"set {where}.fields.answer (or null when there is no gold answer)")
-            answer = None if row[fm.answer] is None else str(row[fm.answer])
+            raw = row[fm.answer]
+            answer = None if raw is None else str(raw)
+            if raw is not None and not isinstance(raw, str):
+                not_text[len(items)] = type(raw).__name__  # test code must be text: a list of asserts is data
         if fm.id:
             if fm.id not in row:
                 raise DataError(f"{source}: row {i}: missing id field {fm.id!r}")
@@ -113,11 +119,32 @@ def load_prompts(cfg: DataConfig, where: str = "data") -> list[dict]:
         items.append({"id": pid, "question": question, "answer": answer})
     if not items:
         raise DataError(f"{source}: the prompt set is empty")
+    _check_tests(items, cfg, source, where, not_text)
     if cfg.shuffle:
         random.Random(cfg.seed).shuffle(items)
     if cfg.limit:
         items = items[: cfg.limit]
     return items
+
+
+def _check_tests(items: list[dict], cfg: DataConfig, source: str, where: str, not_text: dict[int, str]) -> None:
+    """Tasks whose gold is test code (a task that executes programs): tests that could never fail a program are
+    named, one line each; a prompt set with no test that can fail is refused (every program would look right)."""
+    from .answers import TASKS
+    from .judge import tests_without_power
+
+    if TASKS[cfg.task].compare != "execute" or not cfg.fields.answer:
+        return
+    weak = [(it["id"], f"are a {not_text[i]}, not test code" if i in not_text else why)
+            for i, it in enumerate(items) if i in not_text or (why := tests_without_power(it["answer"])) is not None]
+    for pid, why in weak[:20]:
+        log.warning("%s: problem %s: its tests %s: no program can fail them; it is never judged correct", source,
+                    pid, why)
+    if len(weak) > 20:
+        log.warning("%s: ... and %d more problems whose tests cannot fail", source, len(weak) - 20)
+    if weak and len(weak) == len(items):
+        raise DataError(f"{source}: none of the {len(items)} problems has tests that can fail a program (first: "
+                        f"{weak[0][0]}: its tests {weak[0][1]}); check {where}.fields.answer")
 
 
 def parse_shard(spec: str) -> tuple[int, int]:

@@ -116,7 +116,7 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     share of samples that answered in that form. Retention uses accuracy."""
     recs = list(store.records())
     items = [(answer_text(r), r["gold"], r["task"]) for r in recs]
-    kw = {"workers": cfg.eval.num_workers, "timeout": cfg.eval.timeout_s}
+    kw = {"workers": cfg.eval.num_workers, "timeout": cfg.eval.timeout_s, "sandbox": cfg.sandbox}
     strict = check_many(items, **kw)
     # lenient differs from strict only where its extraction does: verify just those a second time
     redo = [i for i, (text, _, task) in enumerate(items)

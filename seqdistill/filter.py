@@ -82,7 +82,7 @@ def decide(records: list[dict], cfg: RecipeConfig, bench_index: dict[str, Overla
         for r in records:
             r["label_source"] = "gold" if r["gold"] is not None else None
     verdicts = check_many([(answer_text(r), r["gold"], r["task"]) for r in records],
-                          workers=f.num_workers, timeout=f.timeout_s, stats=verify_stats)
+                          workers=f.num_workers, timeout=f.timeout_s, stats=verify_stats, sandbox=cfg.sandbox)
     by_prompt: dict[str, list[dict]] = defaultdict(list)
     for r, v in zip(records, verdicts):
         r.update(verdict=v.status, pred=v.pred, verify_reason=v.reason, verify_detail=v.detail,

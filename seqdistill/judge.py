@@ -19,6 +19,26 @@ CODEC is source text both processes run (the sandbox's interpreter may be a syst
 
 from __future__ import annotations
 
+import ast
+
+
+def tests_without_power(tests) -> str | None:
+    """Why test code could never fail a program, read from its text before anything runs (None: it can). The judge
+    also checks at run time (the same tests against null stubs must fail); this catches the forms a dataset loader
+    can see: not a string, not Python, no assert, or asserts only inside functions nothing calls."""
+    if not isinstance(tests, str):
+        return f"are a {type(tests).__name__}, not test code"
+    try:
+        tree = ast.parse(tests)
+    except (SyntaxError, ValueError) as exc:
+        return f"do not compile ({type(exc).__name__}: {getattr(exc, 'msg', exc)})"
+    if not any(isinstance(n, ast.Assert) for n in ast.walk(tree)):
+        return "have no assert"
+    top = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    if not any(isinstance(n, ast.Assert) or any(isinstance(c, ast.Call) for c in ast.walk(n)) for n in top):
+        return "define their checks but never call them"
+    return None
+
 CODEC = r'''
 import json as _json
 

@@ -41,7 +41,7 @@ def probe_pass_rates(cfg: RecipeConfig, records: list[dict], out: Path) -> dict[
         store.update_manifest(complete=True)
     samples = list(store.records())
     verdicts = check_many([(answer_text(s), s["gold"], s["task"]) for s in samples],
-                          workers=cfg.filter.num_workers, timeout=cfg.filter.timeout_s)
+                          workers=cfg.filter.num_workers, timeout=cfg.filter.timeout_s, sandbox=cfg.sandbox)
     correct: dict[str, list[bool]] = defaultdict(list)
     for s, v in zip(samples, verdicts):
         correct[s["prompt_id"]].append(v.status == CORRECT)

@@ -361,8 +361,9 @@ def _close_pools() -> None:
 
 
 def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeout: float = 5.0,
-               stats: dict | None = None, lenient: bool = False) -> list[Verdict]:
-    """Check (pred_text, gold, task) triples. Fast path here, the rest in killable worker processes."""
+               stats: dict | None = None, lenient: bool = False, sandbox=None) -> list[Verdict]:
+    """Check (pred_text, gold, task) triples. Fast path here, the rest in killable worker processes; programs in
+    the sandbox with `sandbox`'s limits (a SandboxConfig; None: its defaults)."""
     verdicts: list[Verdict | None] = [None] * len(items)
     slow: list[tuple[int, str, str]] = []
     programs: list[tuple[int, str, str]] = []
@@ -375,9 +376,18 @@ def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeo
         else:
             slow.append((i, *pending))
     if programs:
-        from .sandbox import SandboxPool
+        from .config import SandboxConfig
+        from .errors import ConfigError
+        from .sandbox import SandboxPool, isolation_mode
 
-        runs = SandboxPool(workers).run_many([(prog, tests) for _, prog, tests in programs])
+        sb = sandbox or SandboxConfig()
+        if isolation_mode() == "none" and not sb.allow_unisolated:
+            raise ConfigError("sandbox.allow_unisolated: programs would run unisolated here (not root, and this "
+                              "kernel refuses unprivileged user namespaces): they could read your files and "
+                              "environment, reach the network and signal your processes. Run as root, enable user "
+                              "namespaces, or set sandbox.allow_unisolated: true to accept that")
+        runs = SandboxPool(workers, sb.limits(), unisolated_ok=sb.allow_unisolated).run_many(
+            [(prog, tests) for _, prog, tests in programs])
         for (i, prog, tests), run in zip(programs, runs):
             verdicts[i] = Verdict(CORRECT if run.passed else WRONG, _clean(prog, 2000), _clean(tests, 300),
                                   run.reason, f"{run.detail} ({run.seconds:.2f} s"

@@ -77,15 +77,19 @@ def test_realistic_test_forms_work_across_the_process_boundary():
          "try:\n    f(-1)\n    assert False\nexcept ValueError:\n    pass\nassert f(2) == 2\n"),
         ("def g(n):\n    return (i * i for i in range(n))\n", "assert list(g(3)) == [0, 1, 4]\n"),
         ("def t():\n    return (1, 2)\n", "assert t() == (1, 2) and t() != [1, 2]\n"),
-        ("from collections import Counter\ndef c(s):\n    return Counter(s)\n", "assert c('aab') == {'a': 2, 'b': 1}\n"),
-        ("import math\ndef area(r):\n    return math.pi * r * r\n", "assert math.isclose(area(1), 3.14159, rel_tol=1e-3)\n"),
-        ("def sum(a, b):\n    return a + b + 1\n", "assert sum(1, 1) == 3\n"),  # the function under test shadows a builtin
+        ("from collections import Counter\ndef c(s):\n    return Counter(s)\n",
+         "assert c('aab') == {'a': 2, 'b': 1}\n"),
+        ("import math\ndef area(r):\n    return math.pi * r * r\n",
+         "assert math.isclose(area(1), 3.14159, rel_tol=1e-3)\n"),
+        # the function under test shadows a builtin
+        ("def sum(a, b):\n    return a + b + 1\n", "assert sum(1, 1) == 3\n"),
         ("def f():\n    return {1: [2, (3, 4)], 'x': {5}, 'b': b'\\x00', 'n': None, 'z': 1e400}\n",
          "assert f() == {1: [2, (3, 4)], 'x': {5}, 'b': b'\\x00', 'n': None, 'z': float('inf')}\n"),
         (ADD, "def check(candidate):\n    assert candidate(2, 3) == 5\n\ncheck(add)\n"),  # HumanEval's form
     ]
     runs = SandboxPool(2, FAST).run_many(cases)
-    assert [(r.passed, r.reason, r.detail) for r in runs] == [(True, "passed", "every test ran and passed")] * len(cases)
+    want = [(True, "passed", "every test ran and passed")] * len(cases)
+    assert [(r.passed, r.reason, r.detail) for r in runs] == want
 
 
 def test_shipped_canonical_solutions_pass_and_null_programs_fail():
@@ -270,9 +274,11 @@ def test_no_network_even_to_localhost():
 def test_the_program_cannot_signal_trace_or_limit_its_parents():
     """It sees only its own PID namespace: every pid it can name is its own (PID 1) or its children; the parent
     (this test process) and the launcher stay unreachable, and a SIGSTOP to its process group stops only itself."""
-    program = ("import os, signal, json\nseen = sorted({int(p) for p in os.listdir('/proc') if p.isdigit()} | {os.getppid()})\n"
-               "print('SEEN', json.dumps(seen))\nimport resource\ntry:\n    resource.prlimit(%d, resource.RLIMIT_NOFILE, (1, 1))\n"
-               "    print('PRLIMITED')\nexcept Exception:\n    pass\ntry:\n    os.kill(%d, signal.SIGSTOP)\n    print('STOPPED')\n"
+    program = ("import os, signal, json\n"
+               "seen = sorted({int(p) for p in os.listdir('/proc') if p.isdigit()} | {os.getppid()})\n"
+               "print('SEEN', json.dumps(seen))\nimport resource\ntry:\n"
+               "    resource.prlimit(%d, resource.RLIMIT_NOFILE, (1, 1))\n    print('PRLIMITED')\n"
+               "except Exception:\n    pass\ntry:\n    os.kill(%d, signal.SIGSTOP)\n    print('STOPPED')\n"
                "except OSError:\n    pass\n" % (os.getpid(), os.getpid()) + ADD)
     for r in both(program, ADD_TESTS):
         assert r["passed"] and "PRLIMITED" not in r["output"] and "STOPPED" not in r["output"], r["output"]
@@ -369,3 +375,42 @@ def test_check_cli_explains_a_code_verdict(tmp_path):
     for gold in ("assert add(1, 2) == 3", f"@{tests}"):
         r = cli("check", f"@{out}", gold, "--task", "code")
         assert r.returncode == 0 and "assertion failed" in r.stdout and "wrong" in r.stdout, r.stdout
+
+
+def test_recipe_limits_reach_the_program_and_unisolated_runs_are_refused(monkeypatch):
+    from seqdistill import sandbox as sb
+    from seqdistill.config import SandboxConfig
+    from seqdistill.errors import ConfigError
+    from seqdistill.verify import CORRECT, check_many
+
+    prog = "```python\nimport time\ntime.sleep(3)\ndef add(a, b):\n    return a + b\n```"
+    slow = check_many([(prog, ADD_TESTS, "code")], sandbox=SandboxConfig(wall_s=1.5))[0]
+    assert slow.reason == "timeout" and "1.5 s" in slow.detail  # sandbox.wall_s, not the verifier's timeout_s
+    assert check_many([(prog, ADD_TESTS, "code")], sandbox=SandboxConfig(wall_s=8))[0].status == CORRECT
+    monkeypatch.setattr(sb, "isolation_mode", lambda: "none")
+    with pytest.raises(ConfigError, match="sandbox.allow_unisolated"):
+        check_many([(prog, ADD_TESTS, "code")])
+
+
+def test_a_code_prompt_set_names_its_powerless_tests_and_is_refused_when_all_are(tmp_path, caplog):
+    from seqdistill.config import DataConfig
+    from seqdistill.data import load_prompts
+    from seqdistill.errors import DataError
+
+    rows = [{"id": "ok", "question": "qa", "answer": "assert f(1) == 2\n"},
+            {"id": "list", "question": "qb", "answer": ["assert f(1) == 2"]},  # MBPP's raw test_list
+            {"id": "pass", "question": "qc", "answer": "pass"}, {"id": "num", "question": "qd", "answer": 7},
+            {"id": "uncalled", "question": "qe", "answer": "def check(c):\n    assert c(1) == 2\n"},
+            {"id": "broken", "question": "qf", "answer": "assert f(1) =="}]
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    with caplog.at_level("WARNING", logger="seqdistill.data"):
+        items = load_prompts(DataConfig(path=str(path), task="code", fields={"id": "id"}))
+    assert len(items) == 6  # kept (they are never judged correct), each named in one line
+    lines = [r.getMessage() for r in caplog.records]
+    for pid, why in [("list", "are a list"), ("pass", "have no assert"), ("num", "are a int"),
+                     ("uncalled", "define their checks but never call them"), ("broken", "do not compile")]:
+        assert sum(f"problem {pid}: its tests {why}" in m for m in lines) == 1, (pid, lines)
+    path.write_text("\n".join(json.dumps(r) for r in rows[1:]))
+    with pytest.raises(DataError, match="none of the 5 problems has tests that can fail"):
+        load_prompts(DataConfig(path=str(path), task="code", fields={"id": "id"}))
