@@ -34,6 +34,7 @@ def merge_adapter(adapter: str | Path, base: str, out: str | Path, dtype: str = 
     from peft import PeftModel
 
     from .models import load_causal_lm, load_tokenizer
+    from .store import readable_by_umask
 
     adapter, out = check_adapter(adapter), Path(out)
     if out.exists() and not overwrite:
@@ -51,6 +52,7 @@ def merge_adapter(adapter: str | Path, base: str, out: str | Path, dtype: str = 
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    readable_by_umask(tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     log.info("merged %s into %s -> %s (%s)", adapter, base, out, dtype)

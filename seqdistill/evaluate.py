@@ -22,7 +22,7 @@ from .data import load_prompts
 from .errors import ConfigError, DataError
 from .labels import group_answers
 from .metrics import gap_closed, paired_comparison, summarize_problems
-from .models import count_params, load_options, resolve, set_threads
+from .models import count_params, load_options, load_tokenizer, resolve, set_threads
 from .overlap import OverlapIndex
 from .records import answer_text
 from .report import eval_markdown, eval_plot
@@ -334,6 +334,10 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         raise DataError(f"eval: benchmark {bench.label()} has problems without a gold answer")
     refs = model_refs(cfg)
     paths = {label: resolve(m.path, m.gguf_file) for label, m in refs}  # every model checked before any work
+    if e.backend != "openai":  # a hub id that cannot be reached fails here, before any folder is made
+        for label, m in refs:
+            if not Path(paths[label]).is_dir():
+                load_tokenizer(paths[label], **load_options(m))
     overlap = overlap_report(cfg, items)
     out = cfg.stage_dir("eval")
     Store(out).lock_writer()  # eval.json / report.md: one eval at a time per eval dir

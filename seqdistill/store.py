@@ -66,6 +66,15 @@ def umask() -> int:
     return mask
 
 
+def readable_by_umask(folder: Path) -> None:
+    """Files a library saved through a private temp file (safetensors: mode 0600) get the mode the user's umask
+    gives a new file, like every other file seqdistill writes."""
+    mode = 0o666 & ~umask()
+    for f in Path(folder).rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            f.chmod(mode)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

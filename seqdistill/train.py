@@ -18,7 +18,7 @@ from pathlib import Path
 from .config import RecipeConfig, TrainSection, legacy_stage_hash, stage_hash
 from .errors import ConfigError, DataError
 from .models import load_causal_lm, load_options, load_tokenizer, resolve, set_threads
-from .store import Store, atomic_write_text, identity, input_fingerprint, writer_scope
+from .store import Store, atomic_write_text, identity, input_fingerprint, readable_by_umask, writer_scope
 
 log = logging.getLogger(__name__)
 
@@ -441,6 +441,7 @@ def save_final(trainer, tok, section: TrainSection, out: Path) -> Path:
     elif main:
         model.save_pretrained(out / "adapter")
         tok.save_pretrained(out / "adapter")
+        readable_by_umask(out / "adapter")
         if not section.lora.merge:
             return out / "adapter"
         merged = model.merge_and_unload()
@@ -450,6 +451,7 @@ def save_final(trainer, tok, section: TrainSection, out: Path) -> Path:
     if main:
         tok.save_pretrained(tmp)
         gen.save_pretrained(tmp)
+        readable_by_umask(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     trainer.accelerator.wait_for_everyone()

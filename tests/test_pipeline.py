@@ -89,6 +89,14 @@ def test_eval_repeats_a_model_at_another_batch_size_and_reports_the_noise(make_c
         make_cfg(eval={**EVAL, "models": ["student"], "repeat_models": ["student"], "repeat_batch_size": 4})
 
 
+def test_eval_of_an_unreachable_hub_model_fails_before_writing_anything(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = make_cfg(eval={**EVAL, "models": ["org/nomodel"]})
+    with pytest.raises(SeqdistillError, match="org/nomodel: no model folder here"):
+        run_eval(cfg)
+    assert not (tmp_path / "run" / "eval").exists()
+
+
 def test_repeat_noise_counts_differences_and_flips_both_ways():
     from seqdistill.evaluate import repeat_noise
 

@@ -79,6 +79,11 @@ def test_lora_trains_only_adapters_and_merges(sft_cfg, tiny):
     assert not torch.equal(merged["model.layers.0.self_attn.q_proj.weight"],
                            base["model.layers.0.self_attn.q_proj.weight"])
     assert not any("lora" in k for k in merged)
+    # weights get the mode the umask gives any new file (safetensors saved them 0600 through a temp file)
+    from seqdistill.store import umask
+
+    for f in (final / "model.safetensors", final.parent / "adapter" / "adapter_model.safetensors"):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask(), f
 
 
 def test_labels_mask_everything_but_assistant_turns(sft_cfg, tiny, tmp_path):
