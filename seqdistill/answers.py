@@ -45,7 +45,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .chat import split_reasoning
+from .think import split_reasoning
 
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers: unverifiable, never sent to sympy
 _MAX_NUMBER_CHARS = 80

@@ -8,7 +8,6 @@ from .config import PromptConfig
 from .errors import ConfigError
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
 def template_path(name: str) -> Path:
@@ -106,13 +105,3 @@ def tokenize_chat_as_text(tokenizer, messages: list[dict], end_of_turn: str) -> 
     ids += tail
     mask += [1 if after_assistant and j == 0 and t == eot else 0 for j, t in enumerate(tail)]
     return {"input_ids": ids, "labels": [t if k else -100 for t, k in zip(ids, mask)]}
-
-
-def split_reasoning(text: str) -> tuple[str, str, bool]:
-    """(reasoning, answer, think_closed). Text without any think tag is all answer."""
-    if THINK_CLOSE in text:
-        head, _, tail = text.rpartition(THINK_CLOSE)
-        return head.replace(THINK_OPEN, "", 1).strip(), tail.strip(), True
-    if THINK_OPEN in text:
-        return text.replace(THINK_OPEN, "", 1).strip(), "", False
-    return "", text.strip(), True

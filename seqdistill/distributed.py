@@ -18,7 +18,7 @@ from tqdm import tqdm
 from .backends import Params
 from .config import ModelConfig, OpenAIConfig, PromptConfig
 from .errors import ConfigError, SeqdistillError
-from .records import RECORD_SCHEMA, make_record
+from .records import RECORD_SCHEMA
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Replica:
         from .sampling import open_backend
 
         set_threads(threads)
-        self.prompt = PromptConfig(**prompt)
+        self.prompt, self.kind, self.vllm = PromptConfig(**prompt), kind, vllm
         self.backend, self.tok, self.path = open_backend(kind, ModelConfig(**model), OpenAIConfig(**openai),
                                                          vllm, seed)
 
@@ -45,13 +45,13 @@ class Replica:
 
     def run(self, items: list[dict], params: Params, task: str, model: str, teacher: str = "teacher",
             offset: int = 0) -> tuple[list[dict], float]:
-        from .sampling import build_prompts, sample
+        from .sampling import engine_prompts, sample, to_records
 
         t0 = time.perf_counter()
-        prompts = build_prompts(self.prompt, items, self.tok)
+        # the same prompt -> record path as the local loop: an over-long prompt is refused here too
+        prompts = engine_prompts(self.prompt, items, self.tok, self.kind, self.vllm)
         outs = sample(self.backend, prompts, params)
-        records = [make_record(it, pr, offset + j, c, task, model, self.backend.name, teacher)
-                   for it, pr, row in zip(items, prompts, outs) for j, c in enumerate(row)]
+        records = to_records(zip(items, prompts, outs), self.backend.name, task, model, teacher, offset)
         return records, time.perf_counter() - t0
 
 
@@ -59,7 +59,7 @@ def ray_generate_into(store: Store, items: list[dict], engine, model_cfg: ModelC
                       prompt: PromptConfig, params: Params, *, task: str, model: str, tag: str,
                       desc: str = "generate", done: set | None = None, teacher: str = "teacher",
                       sample_offset: int = 0) -> dict:
-    """sampling.sample_into on a Ray cluster: `engine` (sampling.Engine) names the backend, its settings and
+    """engine.sample_into on a Ray cluster: `engine` (engine.Engine) names the backend, its settings and
     engine.ray the cluster."""
     ray_cfg, kind, openai, vllm, threads = engine.ray, engine.backend, engine.openai, engine.vllm, engine.threads
     try:

@@ -19,6 +19,7 @@ import pyarrow as pa
 from .answers import FORMAT_FORMS_EXCLUDED, answer_form
 from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts
+from .engine import Engine, sample_into
 from .errors import ConfigError, DataError
 from .labels import group_answers
 from .metrics import gap_closed, paired_comparison, summarize_problems
@@ -26,7 +27,7 @@ from .models import count_params, load_options, load_tokenizer, resolve, set_thr
 from .overlap import OverlapIndex
 from .records import answer_text
 from .report import eval_markdown, eval_plot
-from .sampling import Engine, sample_into, to_params
+from .sampling import to_params
 from .store import Store, atomic_write_parquet, atomic_write_text, identity, writer_scope
 from .verify import CORRECT, check_many, extract_answer, get_task, witness_many
 
@@ -229,6 +230,7 @@ def witness_agreement(recs: list[dict], items: list[tuple], verdicts: list, kw: 
     scored = [i for i, (_, _, task) in enumerate(items) if get_task(task).compare != "execute"]
     if not scored:
         return None
+    kw = {k: v for k, v in kw.items() if k != "sandbox"}  # the witness reads math, never runs programs
     seen = dict(zip(scored, witness_many([items[i] for i in scored], **kw)))
     ours = {i: verdicts[i].status == CORRECT for i in scored}
     theirs = {i: seen[i] == CORRECT for i in scored}

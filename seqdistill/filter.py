@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from .cards import write_filter_card
-from .chat import load_template, split_reasoning
+from .chat import load_template
 from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts
 from .errors import ConfigError, DataError
@@ -22,6 +22,7 @@ from .overlap import OverlapIndex, jaccard, ngrams
 from .records import FILTER_SCHEMA, answer_text
 from .report import filter_summary
 from .store import Store, atomic_write_text, identity, require_stage_output, writer_scope
+from .think import split_reasoning
 from .verify import CORRECT, UNVERIFIABLE, WRONG, check_many, get_task
 
 log = logging.getLogger(__name__)

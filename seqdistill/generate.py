@@ -11,8 +11,9 @@ from pathlib import Path
 from .cards import write_generate_card
 from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts, parse_shard, select_shard
+from .engine import Engine, sample_into
 from .models import resolve, set_threads
-from .sampling import Engine, sample_into, to_params
+from .sampling import to_params
 from .store import Store, writer_scope
 
 log = logging.getLogger(__name__)

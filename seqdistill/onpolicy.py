@@ -4,7 +4,7 @@
 Each round r:
   1. samples: the current student (round 0: kd.init_from, the SFT student by default; then the previous round's
      merged model) samples kd.onpolicy.prompts_per_round kept prompts through the engine layer generate uses
-     (sampling.sample_into: vllm or hf), written as resumable shards;
+     (engine.sample_into: vllm or hf), written as resumable shards;
   2. scored: the teacher scores exactly those tokens in one prefill pass: its raw top-K log-probabilities at every
      completion position (backend.score), written into the records' teacher_topk columns, the same layout as
      generate's captured logprobs;
@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 
 from .config import ModelConfig, RecipeConfig
+from .engine import Engine, sample_into
 from .errors import DataError
 from .records import RECORD_SCHEMA, answer_text, encode_topk
-from .sampling import Engine, open_backend, sample_into, to_params
+from .sampling import open_backend, to_params
 from .store import Store, atomic_write_text, identity, input_fingerprint, writer_scope
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from .config import RecipeConfig
+from .engine import Engine, sample_into
 from .models import resolve
 from .records import answer_text
-from .sampling import Engine, sample_into, to_params
+from .sampling import to_params
 from .store import Store, identity
 from .verify import CORRECT, check_many
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from .chat import split_reasoning
+from .think import split_reasoning
 
 if TYPE_CHECKING:  # the record schema does not depend on the backends; only make_record's types name them
     from .backends import Completion, PromptIn

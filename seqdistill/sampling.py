@@ -1,23 +1,25 @@
-"""Sampling from a model into a store, shared by generate (the teacher), eval (every model) and the student probe:
-the Engine a stage samples with and its one entry point (sample_into: open, here or on Ray, close), sampling
-params, prompt rendering, and the resumable loop that writes one atomic shard per batch."""
+"""Sampling from a model into a store, shared by generate (the teacher), eval (every model), the student probe and
+kd's on-policy rounds: sampling params, prompt rendering (with the context-limit refusal), the one prompt ->
+record path, budget forcing, and the resumable loop that writes one atomic shard per batch. The Engine a stage
+samples with and its entry point (here or on Ray) live above this module and `distributed`, in engine.py."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .backends import Completion, Params, PromptIn, make_backend
-from .chat import THINK_CLOSE, THINK_OPEN, build_messages, encode_prompt, load_template
-from .config import OpenAIConfig, PromptConfig, RayConfig, SamplingConfig
+from .chat import build_messages, encode_prompt, load_template
+from .config import OpenAIConfig, PromptConfig, SamplingConfig
 from .errors import ConfigError, DataError
 from .models import load_options, load_tokenizer, resolve
 from .records import RECORD_SCHEMA, make_record
 from .store import Store
+from .think import thinking_closed
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +71,6 @@ def sample(backend, prompts: list[PromptIn], p: Params) -> list[list[Completion]
     return outs
 
 
-def thinking_closed(text: str) -> bool:
-    """The assistant text (prefill + completion) has closed its thinking: a `</think>` after the last `<think>`.
-    Text without think tags is all thinking until the budget forces an answer (the budget caps the reasoning)."""
-    close = text.rfind(THINK_CLOSE)
-    return close >= 0 and close > text.rfind(THINK_OPEN)
-
-
 def context_limit(tokenizer, vllm_kwargs: dict | None = None) -> int | None:
     """Tokens a prompt may take: the engine's max_model_len when set, else the model's context length
     (max_position_embeddings of the folder the tokenizer came from); None when neither is known."""
@@ -110,6 +105,20 @@ def build_prompts(prompt: PromptConfig, items: list[dict], tokenizer, limit: int
     return out
 
 
+def engine_prompts(prompt: PromptConfig, items: list[dict], tok, backend: str, vllm_kwargs: dict | None
+                   ) -> list[PromptIn]:
+    """The prompts an engine samples: rendered with the model's template, each refused when it leaves no room to
+    generate within the engine's context (build_prompts). Local loops and Ray replicas both call this."""
+    return build_prompts(prompt, items, tok, context_limit(tok, vllm_kwargs if backend == "vllm" else None))
+
+
+def to_records(batch, backend: str, task: str, model: str, teacher: str = "teacher", offset: int = 0) -> list[dict]:
+    """Records of (item, prompt, completions) triples: one per sample, sample indices from `offset` (several
+    teachers share one prompt's index range). Local loops and Ray replicas both call this."""
+    return [make_record(it, pr, offset + j, c, task, model, backend, teacher)
+            for it, pr, row in batch for j, c in enumerate(row)]
+
+
 def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], backend, params: Params, *,
                   batch_size: int, task: str, model: str, tag: str, desc: str = "generate",
                   done: set | None = None, max_in_flight: int | None = None, flush_seconds: float = 60.0,
@@ -129,8 +138,7 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
 
     def flush(batch: list[tuple[dict, PromptIn, list[Completion]]]) -> None:
         # several teachers share one prompt's sample indices: each gets its own range (sample_offset)
-        records = [make_record(it, pr, sample_offset + j, c, task, model, backend.name, teacher)
-                   for it, pr, row in batch for j, c in enumerate(row)]
+        records = to_records(batch, backend.name, task, model, teacher, sample_offset)
         store.write_shard(records, tag, RECORD_SCHEMA)
         counts["tokens"] += sum(r["completion_tokens"] for r in records)
         bar.update(len(batch))
@@ -162,61 +170,6 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
     busy = time.perf_counter() - t0
     return {"new_prompts": len(todo), "new_tokens": counts["tokens"], "seconds": busy,
             "tokens_per_s": counts["tokens"] / busy if busy and todo else None}
-
-
-@dataclass
-class Engine:
-    """How a stage samples: the backend and its settings. generate, eval and the student probe each build one from
-    their recipe section; `sample_into` is the one place that opens it, runs it (here or on Ray) and closes it."""
-    backend: str
-    vllm: dict = field(default_factory=dict)
-    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
-    ray: RayConfig | None = None
-    batch_size: int = 8
-    max_in_flight: int | None = None
-    flush_seconds: float = 60.0
-    threads: int | None = None
-
-    @classmethod
-    def of(cls, section, threads: int | None, **overrides) -> "Engine":
-        """The engine a recipe section describes: an EngineConfig (generate, eval) or a LocalEngineConfig
-        (filter.student_probe: no openai or ray keys)."""
-        kw = dict(backend=section.backend, vllm=section.vllm, openai=getattr(section, "openai", None) or OpenAIConfig(),
-                  ray=getattr(section, "ray", None), batch_size=section.batch_size, threads=threads)
-        return cls(**{**kw, **overrides})
-
-
-def sample_into(store: Store, items: list[dict], engine: Engine, model_cfg, prompt: PromptConfig, params: Params,
-                *, task: str, label: str, tag: str, desc: str, seed: int = 0, done: set | None = None,
-                teacher: str = "teacher", sample_offset: int = 0, backend=None, then=None) -> dict:
-    """Sample `items` with `model_cfg` into `store` (only what is not on disk): on a Ray cluster when
-    `engine.ray` is set, else through a backend opened here (or the caller's `backend`) and closed here.
-    `then(backend, prompts)` runs while the backend is still open (eval times its speed there). `label` is the
-    model name written into every record. Returns generate_into's counts."""
-    common = dict(task=task, model=label, tag=tag, done=done, teacher=teacher, sample_offset=sample_offset)
-    if engine.ray is not None and backend is None:
-        from .distributed import ray_generate_into
-
-        stats = ray_generate_into(store, items, engine, model_cfg, seed, prompt, params, desc=desc, **common)
-        return stats
-    owned = backend is None
-    tok = None
-    if owned:
-        backend, tok, _ = open_backend(engine.backend, model_cfg, engine.openai, engine.vllm, seed)
-    else:
-        tok = backend.tok
-    try:
-        prompts = build_prompts(prompt, items, tok,
-                                context_limit(tok, engine.vllm if engine.backend == "vllm" else None))
-        stats = generate_into(store, items, prompts, backend, params, batch_size=engine.batch_size,
-                              max_in_flight=engine.max_in_flight, flush_seconds=engine.flush_seconds, desc=desc,
-                              **common)
-        if then is not None:
-            then(backend, prompts)
-        return stats
-    finally:
-        if owned:
-            backend.close()
 
 
 def open_backend(kind: str, model_cfg, openai: OpenAIConfig, vllm_kwargs: dict, seed: int):

@@ -174,7 +174,7 @@ def witness_check(text: str, gold: str) -> tuple[str, str]:
     (boxed first) then ExprExtractionConfig, first match. None of our extraction or conventions is involved."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-    from .chat import split_reasoning
+    from .think import split_reasoning
 
     _quiet_math_verify()
     g = parse(gold, extraction_config=[ExprExtractionConfig()], parsing_timeout=None)

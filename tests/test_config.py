@@ -167,7 +167,7 @@ def test_every_engine_key_reaches_the_backend_it_configures(section, monkeypatch
     where sample_into uses it (open_backend, generate_into), through Engine.of, the one constructor."""
     from seqdistill import sampling
     from seqdistill.config import EngineConfig, EvalConfig, GenerateConfig, LocalEngineConfig, StudentProbe
-    from seqdistill.sampling import Engine, sample_into
+    from seqdistill.engine import Engine, sample_into
     from seqdistill.store import Store
 
     cls = {"generate": GenerateConfig, "eval": EvalConfig, "probe": StudentProbe}[section]
@@ -190,8 +190,10 @@ def test_every_engine_key_reaches_the_backend_it_configures(section, monkeypatch
         seen.update(batch_size=batch_size, max_in_flight=kw["max_in_flight"])
         return {}
 
-    monkeypatch.setattr(sampling, "open_backend", fake_open)
-    monkeypatch.setattr(sampling, "generate_into", fake_generate_into)
+    from seqdistill import engine as eng
+
+    monkeypatch.setattr(eng, "open_backend", fake_open)
+    monkeypatch.setattr(eng, "generate_into", fake_generate_into)
     monkeypatch.setattr(sampling, "build_prompts", lambda *a, **k: [])
     monkeypatch.setattr(sampling, "context_limit", lambda *a, **k: None)
     extra = {"max_in_flight": 5} if section == "generate" else {}

@@ -4,11 +4,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from seqdistill.chat import build_messages, render, split_reasoning
+from seqdistill.chat import build_messages, render
 from seqdistill.config import DataConfig, PromptConfig
 from seqdistill.data import load_prompts, question_id, select_shard
 from seqdistill.errors import ConfigError, DataError
 from seqdistill.synthetic import make_problems
+from seqdistill.think import split_reasoning
 
 ROWS = [{"q": "What is 2+2?", "a": "4", "uid": "x1"}, {"q": "What is 3*3?", "a": "9", "uid": "x2"}]
 

@@ -138,8 +138,9 @@ def test_ray_keys_reach_ray_and_max_retries_bounds_redispatch(monkeypatch, tmp_p
 
     from seqdistill.config import ModelConfig, PromptConfig, RayConfig, SamplingConfig
     from seqdistill.distributed import ray_generate_into
+    from seqdistill.engine import Engine
     from seqdistill.errors import SeqdistillError
-    from seqdistill.sampling import Engine, to_params
+    from seqdistill.sampling import to_params
 
     seen = {"init": None, "options": None, "actors": 0, "runs": 0}
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..models import default_device, load_causal_lm, pick_dtype
-from . import Completion, Params, PromptIn, prompt_seed, truncate_at_stop
+from .base import Completion, Params, PromptIn, prompt_seed, truncate_at_stop
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import httpx
 
 from ..config import OpenAIConfig
 from ..errors import ConfigError, SeqdistillError
-from . import Completion, Params, PromptIn, prompt_seed
+from .base import Completion, Params, PromptIn, prompt_seed
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from ..errors import ConfigError
-from . import Completion, Params, PromptIn, prompt_seed
+from .base import Completion, Params, PromptIn, prompt_seed
 
 log = logging.getLogger(__name__)
 
