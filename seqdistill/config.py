@@ -215,8 +215,8 @@ class FilterConfig(Section):
     drop_unclosed_think: bool = Field(True, description="reject traces whose <think> never closes")
     drop_garbage: bool = Field(True, description="reject mojibake, control characters and looping text")
     require_boxed: bool | None = Field(None, description="None: when the prompt template asks for \\boxed{}")
-    min_tokens: int | None = Field(None, description="reject shorter traces")
-    max_tokens: int | None = Field(None, description="reject longer traces")
+    min_tokens: int | None = Field(None, ge=0, description="reject shorter traces")
+    max_tokens: int | None = Field(None, ge=1, description="reject longer traces")
     dedup: bool = Field(True, description="reject exact duplicates within a prompt's samples")
     near_dup_threshold: float | None = Field(0.9, gt=0.0, le=1.0,
         description="reject samples this similar (word n-gram Jaccard) to a kept one; null: off")
@@ -244,6 +244,9 @@ class FilterConfig(Section):
     @model_validator(mode="after")
     def _bands(self):
         _check_band(self)
+        if self.min_tokens is not None and self.max_tokens is not None and self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens {self.min_tokens} > max_tokens {self.max_tokens}: the length band keeps "
+                             "nothing")
         if self.select != "all" and self.k is None:
             raise ValueError(f"select: {self.select} needs k (traces per prompt)")
         if self.select == "all" and self.k is not None:
@@ -290,6 +293,8 @@ class TrainSection(Section):
     lr_scheduler_type: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
                                "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"] = \
         Field("cosine", description="transformers scheduler name")
+    lr_scheduler_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to the scheduler (TRL "
+        "lr_scheduler_kwargs): cosine_with_min_lr needs min_lr or min_lr_rate, warmup_stable_decay num_decay_steps")
     warmup_ratio: float = Field(0.03, ge=0, lt=1.0, description="warmup as a fraction of the steps")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     per_device_train_batch_size: int = Field(1, ge=1, description="rows per device per micro-batch")
@@ -309,6 +314,24 @@ class TrainSection(Section):
     reasoning_format: Literal["keep", "strip"] = Field("keep",
         description="keep or strip <think> reasoning in the training text")
     lora: LoraSection | None = Field(None, description="train a LoRA adapter instead of all weights")
+
+    # what each transformers scheduler accepts beyond the optimizer and step counts (optimization.get_scheduler)
+    _SCHEDULER_KWARGS = {"cosine_with_min_lr": ({"min_lr", "min_lr_rate", "num_cycles"}, {"min_lr", "min_lr_rate"}),
+                         "warmup_stable_decay": ({"num_decay_steps", "num_stable_steps", "warmup_type", "decay_type",
+                                                  "min_lr_ratio", "num_cycles"}, {"num_decay_steps"}),
+                         "cosine_with_restarts": ({"num_cycles"}, set()), "polynomial": ({"lr_end", "power"}, set())}
+
+    @model_validator(mode="after")
+    def _scheduler_kwargs(self):
+        allowed, need_one = self._SCHEDULER_KWARGS.get(self.lr_scheduler_type, (set(), set()))
+        extra = sorted(set(self.lr_scheduler_kwargs) - allowed)
+        if extra:
+            raise ValueError(f"lr_scheduler_kwargs: {extra[0]!r} is not read by lr_scheduler_type "
+                             f"{self.lr_scheduler_type} (it reads: {', '.join(sorted(allowed)) or 'nothing'})")
+        if need_one and not need_one & set(self.lr_scheduler_kwargs):
+            raise ValueError(f"lr_scheduler_type {self.lr_scheduler_type} needs lr_scheduler_kwargs with "
+                             f"{' or '.join(sorted(need_one))} (it would crash when training starts)")
+        return self
 
 
 class SFTSection(TrainSection):
@@ -359,6 +382,9 @@ class KDSection(TrainSection):
         for key in self._UNUSED_BY_MODE.get(self.mode, ()):
             if key in self.model_fields_set:
                 raise ValueError(f"{key} is not used in kd.mode {self.mode}; remove it")
+        if self.mode in ("offline", "on-policy") and self.tail == "bucket" and self.temperature != 1.0:
+            raise ValueError(f"tail: bucket with temperature: {self.temperature}: the teacher's tail mass cannot be "
+                             "tempered exactly from stored top-K logprobs; set temperature: 1.0 or tail: renorm")
         if self.mode == "on-policy":
             # the student's own samples: reverse KL (mode-seeking, the per-token loss of on-policy distillation)
             # and no CE term unless asked for

@@ -436,7 +436,7 @@ def _why(res: dict, token: str, limits: Limits) -> tuple[str, str]:
         return "tests powerless", last[len("POWERLESS "):]
     if last.startswith("FAIL assertion"):
         return "assertion failed", last[len("FAIL assertion"):].strip() or "an assert was false"
-    if "MemoryError" in last:
+    if last.startswith(("ERROR program MemoryError", "ERROR tests MemoryError")):  # the type, not a message
         return "memory", f"memory limit {limits.memory_mb} MB"
     if last.startswith("ERROR tests"):
         return "tests broken", last[len("ERROR tests"):].strip()

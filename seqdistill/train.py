@@ -176,7 +176,8 @@ def trl_args(section: TrainSection, out: Path, args_cls=None, **extra):
         output_dir=str(out / "checkpoints"), max_length=section.max_length, packing=section.packing,
         packing_strategy="bfd", assistant_only_loss=True, num_train_epochs=section.num_train_epochs,
         max_steps=section.max_steps, learning_rate=section.learning_rate,
-        lr_scheduler_type=section.lr_scheduler_type, warmup_steps=section.warmup_ratio,
+        lr_scheduler_type=section.lr_scheduler_type, lr_scheduler_kwargs=dict(section.lr_scheduler_kwargs),
+        warmup_steps=section.warmup_ratio,
         weight_decay=section.weight_decay, per_device_train_batch_size=section.per_device_train_batch_size,
         gradient_accumulation_steps=section.gradient_accumulation_steps,
         # gradient_checkpointing, not activation_checkpointing: the latter is missing in transformers 5.19

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,35 @@ def test_every_sampling_key_reaches_the_backends_params_and_defaults_agree():
     assert set(sentinel) == set(SamplingConfig.model_fields)
     got = asdict(to_params(SamplingConfig(**sentinel), logprobs=7))
     assert got == {**sentinel, "logprobs": 7, "ignore_eos": False}  # ignore_eos: eval's speed timing sets it
+
+
+@pytest.mark.parametrize("data,match", [
+    ({"kd": {"mode": "offline", "temperature": 2.0}}, "tail: bucket with temperature: 2.0"),
+    ({"kd": {"mode": "on-policy", "temperature": 0.5}}, "tail: bucket with temperature: 0.5"),
+    ({"filter": {"min_tokens": 10, "max_tokens": 5}}, "min_tokens 10 > max_tokens 5"),
+    ({"filter": {"min_tokens": -1}}, "filter.min_tokens"),
+    ({"sft": {"lr_scheduler_type": "cosine_with_min_lr"}}, "needs lr_scheduler_kwargs with min_lr or min_lr_rate"),
+    ({"kd": {"lr_scheduler_type": "warmup_stable_decay"}}, "needs lr_scheduler_kwargs with num_decay_steps"),
+    ({"sft": {"lr_scheduler_type": "cosine", "lr_scheduler_kwargs": {"min_lr": 1e-6}}}, "'min_lr' is not read"),
+])
+def test_recipe_contradictions_are_refused_at_load(data, match):
+    """Each used to load and then fail inside a stage (after earlier stages ran) or be silently wrong."""
+    from seqdistill.config import validate
+
+    with pytest.raises(ConfigError, match=match):
+        validate(data)
+
+
+def test_scheduler_kwargs_reach_the_trainer(make_cfg, tmp_path):
+    from test_sft import kept_dir
+
+    from seqdistill.sft import run_sft
+
+    kept_dir(tmp_path / "run" / "filter")
+    cfg = make_cfg(sft={"max_steps": 4, "max_length": 256, "learning_rate": 1e-2, "warmup_ratio": 0.0,
+                        "save_steps": 1000, "lr_scheduler_type": "cosine_with_min_lr",
+                        "lr_scheduler_kwargs": {"min_lr_rate": 0.5}})
+    final = run_sft(cfg)
+    lrs = [e["learning_rate"] for e in json.loads((final.parent / "train_log.json").read_text())
+           if "learning_rate" in e]
+    assert min(lrs) >= 0.5 * 1e-2 - 1e-9 and max(lrs) == pytest.approx(1e-2)  # floored at min_lr_rate

@@ -414,3 +414,11 @@ def test_a_code_prompt_set_names_its_powerless_tests_and_is_refused_when_all_are
     path.write_text("\n".join(json.dumps(r) for r in rows[1:]))
     with pytest.raises(DataError, match="none of the 5 problems has tests that can fail"):
         load_prompts(DataConfig(path=str(path), task="code", fields={"id": "id"}))
+
+
+def test_a_program_cannot_choose_its_rejection_reason():
+    """The reason comes from the judge's own classification: an exception whose message imitates another reason
+    is still an exception, reported as the program's."""
+    program = "def add(a, b):\n    raise ValueError('MemoryError: memory limit; FAIL assertion; tests broken')\n"
+    r = run_program(program, ADD_TESTS, FAST)
+    assert not r.passed and r.reason == "exception" and r.detail.startswith("ValueError")
