@@ -303,8 +303,9 @@ class TrainSection(Section):
     bf16: bool | None = Field(None, description="None: bf16 where the hardware has it natively (CUDA, CPUs with "
                               "AVX-512 BF16 / AMX), fp32 elsewhere")
     use_liger_kernel: bool = Field(False, description="fused Liger kernels when installed")
-    compile: bool = Field(False, description="torch.compile each decoder layer (regional: compiled once, reused by "
-                          "every layer; fuses the elementwise ops that dominate a CPU step; bench/sft_step.py)")
+    compile: bool | Literal["auto"] = Field(False, description="torch.compile each decoder layer (regional: "
+                          "compiled once, reused by every layer; fuses the elementwise ops that dominate a CPU step; "
+                          "bench/sft_step.py); auto: on where measured to help (CPUs with AVX-512 BF16 / AMX)")
     logging_steps: int = Field(1, ge=1, description="log every N steps")
     save_steps: int = Field(100, ge=1, description="checkpoint every N steps (resume point)")
     save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept")

@@ -172,25 +172,17 @@ def load_tokenizer(path: str, chat_template: str | None = None, revision: str | 
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX on this CPU (read at run time: machines of one kind differ)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    """AVX-512 BF16 or AMX on this CPU (hardware.native_bf16)."""
+    from .hardware import native_bf16
+
+    return native_bf16()
 
 
 def pick_dtype(name: str, device: str):
-    import torch
+    """The dtype models load in for generation and scoring (hardware.weights_dtype: the one place it is chosen)."""
+    from .hardware import weights_dtype
 
-    if name == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        # CPU: bf16 where the CPU computes it natively (AVX-512 BF16 / AMX), measured by bench/cpu_dtype.py on
-        # the demo pair: 2.7x (0.5B) and 3.2x (1.5B) generate tokens/s, teacher accuracy 77.1% vs 79.2% (one
-        # problem of 48). fp32 elsewhere: bf16 is ~4x slower on AVX2-only CPUs (STACK.md).
-        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-    return getattr(torch, name)
+    return weights_dtype(name, device)
 
 
 def default_device() -> str:

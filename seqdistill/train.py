@@ -149,22 +149,14 @@ def check_reasoning_kept(tok, ds, key: str) -> None:
 
 
 # ------------------------------------------------------------------ trainer
-def _bf16(section: TrainSection) -> bool:
-    """bf16 where the hardware has it natively: CUDA GPUs that support it, and CPUs with AVX-512 BF16 / AMX
-    (measured on the packaged 0.5B student, LoRA: 53.9 vs 33.9 tokens/s for fp32, the same losses to 2 digits).
-    Elsewhere fp32: emulated bf16 on AVX2 is slower than fp32."""
-    import torch
+def _bf16(section: TrainSection, key: str = "train") -> bool:
+    """bf16 training where the hardware has it natively (hardware.train_bf16: the one place it is chosen)."""
+    from .hardware import train_bf16
 
-    if section.bf16 is not None:
-        return section.bf16
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    from .models import cpu_has_native_bf16
-
-    return cpu_has_native_bf16()
+    return train_bf16(section.bf16, key)
 
 
-def trl_args(section: TrainSection, out: Path, args_cls=None, **extra):
+def trl_args(section: TrainSection, out: Path, args_cls=None, key: str = "train", **extra):
     import torch
     from trl import SFTConfig
 
@@ -181,7 +173,7 @@ def trl_args(section: TrainSection, out: Path, args_cls=None, **extra):
         weight_decay=section.weight_decay, per_device_train_batch_size=section.per_device_train_batch_size,
         gradient_accumulation_steps=section.gradient_accumulation_steps,
         # gradient_checkpointing, not activation_checkpointing: the latter is missing in transformers 5.19
-        gradient_checkpointing=section.gradient_checkpointing, bf16=_bf16(section),
+        gradient_checkpointing=section.gradient_checkpointing, bf16=_bf16(section, key),
         use_cpu=not torch.cuda.is_available(), use_liger_kernel=liger, logging_steps=section.logging_steps,
         logging_first_step=True, save_steps=section.save_steps, save_total_limit=section.save_total_limit,
         report_to=section.report_to, seed=section.seed, dataset_num_proc=None)
@@ -230,7 +222,7 @@ def load_student(path: str, section: TrainSection, key: str, mcfg=None, from_fol
     opts = load_options(mcfg)
     if from_folder:
         opts.pop("revision", None)
-    kwargs = {"dtype": torch.bfloat16 if _bf16(section) else torch.float32, **opts}
+    kwargs = {"dtype": torch.bfloat16 if _bf16(section, key) else torch.float32, **opts}
     if mcfg is not None and mcfg.dtype != "auto":
         kwargs["dtype"] = getattr(torch, mcfg.dtype)
     if section.lora is not None and section.lora.load_in_4bit:
@@ -365,7 +357,7 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
         from peft import PeftModel
 
         model, lora = PeftModel.from_pretrained(model, str(adapter), is_trainable=True), None
-    args = trl_args(section, out, args_cls, **extra)
+    args = trl_args(section, out, args_cls, key=key, **extra)
     throughput = _as_callback(ThroughputCallback())
     if trainer_cls is None and not torch.cuda.is_available():
         from .cpu_loss import LabelledLossSFTTrainer  # ~1.5x a CPU step: see cpu_loss
@@ -379,7 +371,11 @@ def build_trainer(cfg: RecipeConfig, section: TrainSection, key: str, out: Path,
     trainer.callback_handler.callbacks.insert(0, throughput)
     if hasattr(trainer, "_total_train_tokens"):  # TRL's SFTTrainer and its subclasses (sft, kd offline/online)
         trainer.add_callback(_as_callback(ResumedTokenCount(trainer)))
-    if section.compile:
+    from .hardware import describe_training, train_compile
+
+    compiled = train_compile(section.compile, key)
+    log.info(describe_training(key, args.bf16, compiled, section.compile, cfg.num_threads))
+    if compiled:
         compile_layers(trainer.model, key)
     return trainer, tok, path
 

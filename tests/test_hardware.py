@@ -1,0 +1,77 @@
+"""CPU-dependent choices, made in seqdistill/hardware.py and tested with faked CPU flags: machines of one kind
+differ (AVX2-only vs AVX-512 BF16 / AMX) and a recipe must do the right thing on each."""
+
+import logging
+
+import pytest
+import torch
+
+from seqdistill import hardware
+
+AVX2 = {"fpu", "sse2", "avx", "avx2", "fma"}
+AMX = AVX2 | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    def fake(flags):
+        monkeypatch.setattr(hardware, "cpu_flags", lambda: set(flags))
+        monkeypatch.setattr(hardware, "_cuda", lambda: False)
+    return fake
+
+
+def test_auto_follows_the_cpu(cpu):
+    cpu(AVX2)
+    assert hardware.train_bf16(None, "sft") is False and hardware.train_compile("auto", "sft") is False
+    assert hardware.weights_dtype("auto", "cpu") == torch.float32
+    assert hardware.cpu_class() == "avx2, no native bf16"
+    cpu(AMX)
+    assert hardware.train_bf16(None, "sft") is True and hardware.train_compile("auto", "sft") is True
+    assert hardware.weights_dtype("auto", "cpu") == torch.bfloat16 and hardware.cpu_class() == "amx"
+    cpu(AVX2 | {"avx512f"})
+    assert hardware.train_bf16(None, "sft") is False and hardware.cpu_class() == "avx512, no native bf16"
+
+
+def test_explicit_bf16_on_a_cpu_without_it_warns_once_with_the_reason(cpu, caplog):
+    cpu(AVX2)
+    with caplog.at_level(logging.WARNING, logger="seqdistill.hardware"):
+        assert hardware.train_bf16(True, "sft") is True  # honoured: the user asked
+        assert hardware.weights_dtype("bfloat16", "cpu", "teacher.dtype") == torch.bfloat16
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 2 and "sft.bf16: true on a CPU without native bf16 (avx2" in msgs[0]
+    assert "40-100x slower" in msgs[0] and msgs[1].startswith("teacher.dtype: bfloat16 on a CPU without")
+    caplog.clear()
+    cpu(AMX)
+    with caplog.at_level(logging.WARNING, logger="seqdistill.hardware"):
+        hardware.train_bf16(True, "sft")
+        hardware.weights_dtype("bfloat16", "cpu")
+    assert caplog.records == []
+
+
+def test_a_training_stage_logs_its_cpu_choices_once(cpu, make_cfg, tmp_path, caplog):
+    from test_sft import kept_dir
+
+    from seqdistill.sft import run_sft
+
+    cpu(AVX2)
+    kept_dir(tmp_path / "run" / "filter")
+    cfg = make_cfg(sft={"max_steps": 1, "max_length": 256, "save_steps": 1000, "bf16": None, "compile": "auto"})
+    with caplog.at_level(logging.INFO):
+        run_sft(cfg)
+    lines = [r.getMessage() for r in caplog.records if "cpu avx2" in r.getMessage()]
+    assert lines == ["sft: cpu avx2, no native bf16 -> fp32; compile off (auto: not measured on this CPU class, "
+                     "off); threads 1"]
+
+
+def test_no_shipped_cpu_recipe_forces_bf16_or_compile():
+    from conftest import REPO
+
+    from seqdistill.config import load_recipe
+
+    for path in sorted((REPO / "recipes").rglob("cpu*.yaml")):
+        cfg = load_recipe(path)
+        for key in ("sft", "kd"):
+            sec = getattr(cfg, key)
+            if sec is not None:
+                assert sec.bf16 is None, f"{path.name}: {key}.bf16 is forced"
+                assert sec.compile in (False, "auto"), f"{path.name}: {key}.compile is forced on"
