@@ -159,6 +159,11 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
         if buffer:
             flush(buffer)
     else:
+        if getattr(backend, "reports_progress", False):  # movement inside a batch: tokens decoded so far
+            def moving(n: int) -> None:
+                rate = (counts["tokens"] + n) / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(batch_tok=n, tok_s=f"{rate:.1f}", refresh=True)
+            backend.progress = moving
         if backend.name == "hf" and todo and todo[0][1].token_ids is not None:
             todo.sort(key=lambda x: len(x[1].token_ids))  # similar lengths per batch: little padding
             log.info("%s: %d prompts in static batches of %d, sorted by prompt length", desc, len(todo), batch_size)

@@ -193,3 +193,18 @@ def test_vllm_cpu_kv_cache_is_sized_from_available_memory(tmp_path):
     assert kv_cache_gib(str(tmp_path), available=20.0) == 9  # (20 - 2 x ~0) / 2
     assert kv_cache_gib(None, available=1.5) == 1  # never below 1 GiB
     assert kv_cache_gib(None, available=500.0) == 64  # nor above 64
+
+
+def test_hf_progress_moves_while_a_batch_decodes(tiny):
+    """On a slow CPU one static batch decodes for minutes: the backend reports tokens as they come, before the
+    batch ends (the bar's batch_tok / tok_s)."""
+    from seqdistill.backends import Params, PromptIn
+    from seqdistill.backends.hf import HFBackend
+
+    backend = HFBackend(str(tiny["student"]), tiny["tok"], dtype="float32", device="cpu")
+    seen = []
+    backend.progress = seen.append
+    prompts = [PromptIn(id=f"p{i}", messages=[], token_ids=[5 + i, 9, 11]) for i in range(3)]
+    outs = backend.generate(prompts, Params(n=1, max_tokens=12, temperature=1.0, top_p=1.0, seed=0))
+    assert len(seen) >= 6 and seen == sorted(seen) and seen[0] >= 1  # many updates, each larger
+    assert seen[-1] <= sum(c.completion_tokens for row in outs for c in row) + 3  # counts real tokens, not pads

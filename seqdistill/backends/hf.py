@@ -59,9 +59,28 @@ class _RowSampler:
         return out.scatter(1, picks.to(scores.device), 0.0)
 
 
+class _Progress:
+    """A transformers streamer (put / end) that counts the tokens a batch has decoded so far, so a caller can show
+    movement while a batch decodes: on a slow CPU one static batch takes minutes."""
+
+    def __init__(self, callback, pad_id: int | None):
+        self.callback, self.pad_id, self.tokens, self.prompt_seen = callback, pad_id, 0, False
+
+    def put(self, value):
+        if not self.prompt_seen:  # the first call carries the prompt
+            self.prompt_seen = True
+            return
+        self.tokens += int((value != self.pad_id).sum()) if self.pad_id is not None else int(value.numel())
+        self.callback(self.tokens)
+
+    def end(self):
+        pass
+
+
 class HFBackend:
     name = "hf"
     can_score = True  # score(): the model's top-K at given completion positions (kd on-policy's teacher pass)
+    reports_progress = True  # progress(tokens decoded so far in this batch) is called while a batch decodes
 
     def __init__(self, model_path: str, tokenizer, dtype: str = "auto", device: str | None = None,
                  model=None, load_options: dict | None = None, **_):
@@ -71,6 +90,8 @@ class HFBackend:
         self.model = model or load_causal_lm(
             model_path, dtype=pick_dtype(dtype, self.device), **(load_options or {})).to(self.device)
         self.model.eval()
+        self.progress = None
+        log.info("hf backend: %s in %s on %s", model_path, self.model.dtype, self.device)
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
         self.eos_ids = sorted({*eos, self.tok.eos_token_id} - {None})
@@ -103,6 +124,8 @@ class HFBackend:
         if p.logprobs:
             capture = _TopKCapture(p.logprobs)
             hook = self.model.get_output_embeddings().register_forward_hook(capture)
+        if self.progress is not None:
+            kwargs["streamer"] = _Progress(self.progress, self.tok.pad_token_id)
         try:
             out = self.model.generate(**enc, **kwargs)
         finally:
