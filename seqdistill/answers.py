@@ -62,6 +62,12 @@ class Task:
     plain_units: bool = False  # words after a number are units ("18 dollars")
     lenient_forms: tuple[str, ...] = ("boxed", "answer_is")
 
+    @property
+    def executes(self) -> bool:
+        """Answers are programs judged by running the gold tests in the sandbox (not compared as text): no math
+        witness, no majority vote over texts, gold validated as test code when loaded."""
+        return self.compare == "execute"
+
 
 _NUMERIC_LENIENT = ("boxed", "answer_is", "hash", "last_number")
 TASKS: dict[str, Task] = {

@@ -208,7 +208,8 @@ def recipe_explain(key: str = typer.Argument("", help="a dotted key or section, 
 @app.command()
 def check(output: str = typer.Argument(..., help="the model's output text (or @FILE to read it from a file)"),
           gold: str = typer.Argument(..., help="the gold answer, the dataset's answer field or test code (or @FILE)"),
-          task: str = typer.Option("math", help="gsm8k | math | aime | amc | arithmetic | code (GOLD: test code)"),
+          task: str = typer.Option("math", help="a task name (data.task: `seqdistill recipe explain data.task`); "
+                                   "code: GOLD is test code"),
           timeout: float = typer.Option(5.0, help="seconds math-verify may take")):
     """Show how the verifier reads one output: extracted answer, normalised forms, path and verdict. With
     --task code the output's last Python block runs with GOLD (test code) in the sandbox."""

@@ -60,7 +60,8 @@ class DataConfig(Section):
     split: str = Field("train", description="hub split")
     synthetic: SyntheticConfig | None = Field(None, description="built-in arithmetic word problems")
     fields: FieldMap = Field(FieldMap(), description="column names to read")
-    task: str = Field("math", description="answer conventions for verification: gsm8k, math, aime, amc, arithmetic")
+    task: str = Field("math", description="answer conventions for verification: a name in answers.TASKS (gsm8k, "
+                      "math, aime, amc, arithmetic, code, ...); an unknown name is refused with the list")
 
     @field_validator("task")
     @classmethod

@@ -133,7 +133,7 @@ def _check_tests(items: list[dict], cfg: DataConfig, source: str, where: str, no
     from .answers import TASKS
     from .judge import tests_without_power
 
-    if TASKS[cfg.task].compare != "execute" or not cfg.fields.answer:
+    if not TASKS[cfg.task].executes or not cfg.fields.answer:
         return
     weak = [(it["id"], f"are a {not_text[i]}, not test code" if i in not_text else why)
             for i, it in enumerate(items) if i in not_text or (why := tests_without_power(it["answer"])) is not None]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .answers import FORMAT_FORMS_EXCLUDED, answer_form
+from .backends import backend_class
 from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts
 from .engine import Engine, sample_into
@@ -139,7 +140,7 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
     k = cfg.eval.sampling.n
     # programs have no "same answer" to vote on (two programs are judged by their tests, not by each other):
     # maj@k is not reported for them rather than computed over program texts
-    programs = any(get_task(r["task"]).compare == "execute" for r in recs)
+    programs = any(get_task(r["task"]).executes for r in recs)
     if k > 1 and not programs:  # maj@k votes: answers grouped by the verifier (1/2 and 0.5 are one vote)
         for gs in (groups, strict_groups):
             pids = list(gs)
@@ -184,7 +185,7 @@ def speed_key(cfg: RecipeConfig, path: str) -> str:
     return identity(e.backend, e.batch_size, cfg.num_threads, e.vllm, e.speed_prompts, e.speed_repeats,
                     e.speed_tokens, "fixed-length",  # the protocol: timings taken before it are measured again
                     e.sampling.model_dump(mode="json"), fingerprint(path),
-                    e.openai.model_dump(mode="json") if e.backend == "openai" else None,
+                    None if backend_class(e.backend).local_weights else e.openai.model_dump(mode="json"),
                     platform.node(), platform.machine(), os.cpu_count())
 
 
@@ -227,7 +228,7 @@ def witness_agreement(recs: list[dict], items: list[tuple], verdicts: list, kw: 
     its own accuracy, and the first disagreements (each a documented convention or a bug to fix). Programs
     (task: code) have no second scorer: the sandbox's verdict is the only one, so they are left out, and an eval
     of programs only gets None (a math scorer "agreeing" 65% with programs it cannot read would be a false number)."""
-    scored = [i for i, (_, _, task) in enumerate(items) if get_task(task).compare != "execute"]
+    scored = [i for i, (_, _, task) in enumerate(items) if not get_task(task).executes]
     if not scored:
         return None
     kw = {k: v for k, v in kw.items() if k != "sandbox"}  # the witness reads math, never runs programs
@@ -336,7 +337,7 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         raise DataError(f"eval: benchmark {bench.label()} has problems without a gold answer")
     refs = model_refs(cfg)
     paths = {label: resolve(m.path, m.gguf_file) for label, m in refs}  # every model checked before any work
-    if e.backend != "openai":  # a hub id that cannot be reached fails here, before any folder is made
+    if backend_class(e.backend).local_weights:  # an unreachable hub id fails here, before any folder is made
         for label, m in refs:
             if not Path(paths[label]).is_dir():
                 load_tokenizer(paths[label], **load_options(m))

@@ -221,7 +221,7 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         if name not in columns:
             raise DataError(f"{src}: records lack the {name!r} column; not a seqdistill generate output")
     for t in set(source.column("task")):
-        if f.majority_labels and get_task(t).compare == "execute":
+        if f.majority_labels and get_task(t).executes:
             raise ConfigError(f"filter.majority_labels: {src}: task {t!r} is judged by running its tests, and "
                               "programs have no majority answer to label with; give every record its tests")
     golds = source.column("gold")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .backends import backend_class
 from .cards import write_generate_card
 from .config import RecipeConfig, legacy_stage_hash, stage_hash
 from .data import load_prompts, parse_shard, select_shard
@@ -34,7 +35,7 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
             "generate.max_in_flight", "generate.flush_seconds", "generate.ray")
     chash = stage_hash(cfg, *keys, drop=drop)
     for _, model, kind, _ in specs:
-        if backend is None and kind != "openai":
+        if backend is None and backend_class(kind).local_weights:
             resolve(model.path, model.gguf_file)  # a wrong model path fails before anything is written
     store = Store(out)
     store.adopt(legacy_stage_hash(cfg, *keys, drop=drop), chash)

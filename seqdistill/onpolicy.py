@@ -24,6 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .backends import backend_class
 from .config import ModelConfig, RecipeConfig
 from .engine import Engine, sample_into
 from .errors import DataError
@@ -94,8 +95,9 @@ def score_round(cfg: RecipeConfig, rd: Path, samples: Store, chash: str) -> Stor
                                                         .column("prompt_id").to_pylist()) <= done]
     if todo:
         vllm = dict(op.vllm)
-        if op.backend == "vllm" and op.teacher_topk > 20:
-            vllm.setdefault("max_logprobs", op.teacher_topk)  # vLLM's default cap is 20
+        cap = backend_class(op.backend).max_logprobs_default
+        if cap is not None and op.teacher_topk > cap:
+            vllm.setdefault("max_logprobs", op.teacher_topk)  # the engine's default cap is below K
         backend, tok, _ = open_backend(op.backend, teacher, None, vllm, op.sampling.seed)
         if not getattr(backend, "can_score", False):
             backend.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .backends import Completion, Params, PromptIn, make_backend
+from .backends import Completion, Params, PromptIn, backend_class, make_backend
 from .chat import build_messages, encode_prompt, load_template
 from .config import OpenAIConfig, PromptConfig, SamplingConfig
 from .errors import ConfigError, DataError
@@ -38,9 +38,9 @@ def sample(backend, prompts: list[PromptIn], p: Params) -> list[list[Completion]
     it is, never forced. Samples that ended on their own are untouched."""
     if not p.thinking_budget:
         return backend.generate(prompts, p)
-    if backend.name == "openai":
+    if not getattr(backend, "can_continue", False):
         raise ConfigError("sampling.thinking_budget: budget forcing continues a sample token by token, which the "
-                          "openai backend cannot; use hf or vllm")
+                          f"{backend.name} backend cannot; use hf or vllm")
     outs = backend.generate(prompts, replace(p, max_tokens=p.thinking_budget))
     close = backend.tok(p.budget_close, add_special_tokens=False)["input_ids"]
     room = p.max_tokens - p.thinking_budget - len(close)  # the whole sample stays within max_tokens
@@ -71,11 +71,12 @@ def sample(backend, prompts: list[PromptIn], p: Params) -> list[list[Completion]
     return outs
 
 
-def context_limit(tokenizer, vllm_kwargs: dict | None = None) -> int | None:
-    """Tokens a prompt may take: the engine's max_model_len when set, else the model's context length
-    (max_position_embeddings of the folder the tokenizer came from); None when neither is known."""
-    if (vllm_kwargs or {}).get("max_model_len"):
-        return int(vllm_kwargs["max_model_len"])
+def context_limit(tokenizer, engine_kwargs: dict | None = None, key: str | None = "max_model_len") -> int | None:
+    """Tokens a prompt may take: the engine's own limit (`key` in its kwargs, the backend's context_key) when set,
+    else the model's context length (max_position_embeddings of the folder the tokenizer came from); None when
+    neither is known."""
+    if key and (engine_kwargs or {}).get(key):
+        return int(engine_kwargs[key])
     path = getattr(tokenizer, "name_or_path", None)
     if not path or not (Path(path) / "config.json").is_file():
         return None
@@ -109,7 +110,8 @@ def engine_prompts(prompt: PromptConfig, items: list[dict], tok, backend: str, v
                    ) -> list[PromptIn]:
     """The prompts an engine samples: rendered with the model's template, each refused when it leaves no room to
     generate within the engine's context (build_prompts). Local loops and Ray replicas both call this."""
-    return build_prompts(prompt, items, tok, context_limit(tok, vllm_kwargs if backend == "vllm" else None))
+    key = backend_class(backend).context_key
+    return build_prompts(prompt, items, tok, context_limit(tok, vllm_kwargs if key else None, key))
 
 
 def to_records(batch, backend: str, task: str, model: str, teacher: str = "teacher", offset: int = 0) -> list[dict]:
@@ -164,7 +166,7 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
                 rate = (counts["tokens"] + n) / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(batch_tok=n, tok_s=f"{rate:.1f}", refresh=True)
             backend.progress = moving
-        if backend.name == "hf" and todo and todo[0][1].token_ids is not None:
+        if getattr(backend, "static_batches", False) and todo and todo[0][1].token_ids is not None:
             todo.sort(key=lambda x: len(x[1].token_ids))  # similar lengths per batch: little padding
             log.info("%s: %d prompts in static batches of %d, sorted by prompt length", desc, len(todo), batch_size)
         for start in range(0, len(todo), batch_size):
@@ -179,7 +181,7 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
 
 def open_backend(kind: str, model_cfg, openai: OpenAIConfig, vllm_kwargs: dict, seed: int):
     """Resolve the model and build a backend + tokenizer (openai needs no local weights)."""
-    if kind == "openai":
+    if not backend_class(kind).local_weights:
         tok = None
         p = Path(model_cfg.path)
         if p.is_dir() and (p / "tokenizer_config.json").is_file():

@@ -195,8 +195,8 @@ def _prepare(pred_text: str, gold: str | None, task: str | Task, lenient: bool =
         return Verdict(UNVERIFIABLE, None, None, "no gold answer"), None
     pred = extract_answer(pred_text or "", t, lenient)
     if pred is None:
-        return Verdict(WRONG, None, _clean(g), "no code block" if t.compare == "execute" else "no answer"), None
-    if t.compare == "execute":
+        return Verdict(WRONG, None, _clean(g), "no code block" if t.executes else "no answer"), None
+    if t.executes:
         return None, (pred, g)  # run in the sandbox by check_many
     if len(pred) > MAX_ANSWER_CHARS or len(g) > MAX_ANSWER_CHARS:
         return Verdict(UNVERIFIABLE, _clean(pred), _clean(g), "answer too long",
@@ -371,7 +371,7 @@ def check_many(items: list[tuple[str, str | None, str]], workers: int = 2, timeo
         done, pending = _prepare(text, gold, task, lenient)
         if done:
             verdicts[i] = done
-        elif as_task(task).compare == "execute":
+        elif as_task(task).executes:
             programs.append((i, *pending))
         else:
             slow.append((i, *pending))
@@ -415,7 +415,7 @@ def witness_many(items: list[tuple[str, str | None, str]], workers: int = 2, tim
     reaches sympy in this process); the gold is the task's gold answer (GSM8K: the number after ####)."""
     jobs, out = [], [UNVERIFIABLE] * len(items)
     for i, (text, gold, task) in enumerate(items):
-        if as_task(task).compare == "execute":
+        if as_task(task).executes:
             continue  # programs have no second scorer here: the sandbox's verdict is the only one
         g = gold_answer(gold, get_task(task))
         if g is not None and len(text or "") <= 200_000:
@@ -429,7 +429,7 @@ def witness_many(items: list[tuple[str, str | None, str]], workers: int = 2, tim
 def explain(pred_text: str, gold: str | None, task: str, timeout: float = 5.0) -> dict:
     """Everything `seqdistill check` shows: extractions, normalised forms, path and verdict."""
     t = get_task(task)
-    if t.compare == "execute":
+    if t.executes:
         v = check(pred_text, gold, t, timeout=timeout)
         return {"task": task, "program": v.pred, "tests": v.gold, "verdict": v.status, "reason": v.reason,
                 "detail": v.detail}

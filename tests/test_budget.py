@@ -14,6 +14,7 @@ from seqdistill.store import Store
 class ScriptedBackend:
     """Prompt "long" thinks forever; prompt "short" answers at once; continuations answer "\\boxed{7}"."""
     name = "hf"
+    can_continue = True  # a capability, not the name, is what sample() reads
 
     def __init__(self, tok):
         self.tok, self.calls = tok, []
@@ -58,7 +59,7 @@ def test_budget_forcing_closes_thinking_and_answers_within_max_tokens(tiny):
 
 
 def test_openai_backend_cannot_force_and_no_room_is_refused(tiny):
-    be = type("B", (), {"name": "openai"})()
+    be = type("B", (), {"name": "openai", "can_continue": False})()
     with pytest.raises(ConfigError, match="thinking_budget"):
         sample(be, [], Params(max_tokens=10, thinking_budget=5))
     with pytest.raises(ConfigError, match="leaves no answer budget"):

@@ -237,7 +237,8 @@ TRAIN_KEYS_TESTED_ELSEWHERE = {
     "reasoning_format": "test_sft.py::test_reasoning_format_strip_trains_the_answer_without_the_think_block",
     "lora": "test_sft.py::test_lora_trains_only_adapters_and_merges",
     "use_liger_kernel": "test_config.py::test_every_training_key_reaches_trls_arguments_or_is_accounted_for",
-    "compile": "test_sft.py::test_compiled_layers_train_like_eager_ones"}
+    "compile": "test_sft.py::test_compiled_layers_train_like_eager_ones",
+    "lr_scheduler_kwargs": "test_config.py::test_scheduler_kwargs_reach_the_trainer"}
 
 
 def test_every_training_key_reaches_trls_arguments_or_is_accounted_for(tmp_path, monkeypatch):

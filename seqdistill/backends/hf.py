@@ -81,6 +81,11 @@ class HFBackend:
     name = "hf"
     can_score = True  # score(): the model's top-K at given completion positions (kd on-policy's teacher pass)
     reports_progress = True  # progress(tokens decoded so far in this batch) is called while a batch decodes
+    local_weights = True  # loads the model from a folder here
+    can_continue = True  # continues a given token sequence (budget forcing)
+    static_batches = True  # one batch decodes until its longest row ends: callers sort prompts by length
+    context_key = None  # the context is the model's max_position_embeddings
+    max_logprobs_default = None  # no cap on top-K logprobs
 
     def __init__(self, model_path: str, tokenizer, dtype: str = "auto", device: str | None = None,
                  model=None, load_options: dict | None = None, **_):

@@ -27,6 +27,12 @@ async def _collect(tasks) -> None:
 class OpenAIBackend:
     name = "openai"
     can_score = False  # a chat server returns no logprobs for a completion it did not write
+    local_weights = False  # the server holds the model
+    can_continue = False  # a chat API cannot continue a given token sequence
+    static_batches = False
+    reports_progress = False
+    context_key = None
+    max_logprobs_default = None
 
     def __init__(self, model_path: str, openai: OpenAIConfig, **_):
         self.cfg = openai

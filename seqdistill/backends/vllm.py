@@ -121,6 +121,12 @@ def top_rows(steps: list, k: int) -> tuple[np.ndarray, np.ndarray]:
 class VLLMBackend:
     name = "vllm"
     can_score = True  # score(): prompt_logprobs over prompt + completion (kd on-policy's teacher pass)
+    local_weights = True
+    can_continue = True
+    static_batches = False  # streams: finished prompts leave, new ones join
+    reports_progress = False
+    context_key = "max_model_len"  # the engine's own context limit, when set in its kwargs
+    max_logprobs_default = 20  # the engine refuses more top-K logprobs unless max_logprobs says so
 
     def __init__(self, model_path: str, tokenizer=None, dtype: str = "auto", vllm_kwargs: dict | None = None,
                  seed: int = 0, load_options: dict | None = None, **_):
