@@ -180,6 +180,18 @@ def last_code_block(answer_part: str) -> str | None:
     return blocks[-1] if blocks and blocks[-1].strip() else None
 
 
+_BOLD = re.compile(r"\*\*|__")
+_HOPE = re.compile(r"\s*I hope it is correct\.?\s*$", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"^\s*answer\s*:\s*\$?([^\n$]{1,200}?)\$?\s*\.?\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def plain_tail(answer_part: str) -> str:
+    """The answer part as the harnesses' final-answer formats write it, made plain: markdown bold markers
+    (`The final answer is **18**.`, `**Answer: 18**`) dropped, and the Minerva / lm-eval closing phrase
+    (`Final Answer: The final answer is $x$. I hope it is correct.`) cut."""
+    return _HOPE.sub("", _BOLD.sub("", answer_part[-20000:]))
+
+
 def _find(form: str, answer_part: str) -> str | None:
     if form == "boxed":
         return last_boxed(answer_part)
@@ -187,12 +199,13 @@ def _find(form: str, answer_part: str) -> str | None:
         m = _HASH.findall(answer_part)
         return m[-1].strip() if m else None
     if form == "answer_is":
-        m = _ANSWER_IS.findall(answer_part[-20000:])
+        tail = plain_tail(answer_part)
+        m = _ANSWER_IS.findall(tail) or _ANSWER_LINE.findall(tail)
         return m[-1].strip() if m else None
     if form == "code_block":
         return last_code_block(answer_part)
     if form == "final_latex":
-        return final_math(answer_part)
+        return final_math(plain_tail(answer_part))
     if form == "last_number":
         tail = answer_part[-2000:]
         m = None
@@ -200,6 +213,18 @@ def _find(form: str, answer_part: str) -> str | None:
             pass
         return m.group(0).rstrip(",") if m else None
     raise ValueError(form)
+
+
+_REJECTS = re.compile(r"(?:,|;|\b)\s*(?:not|rather than|instead of|but not)\s+(?:\$|\\\(|\\boxed|[-+]?\d)",
+                      re.IGNORECASE)
+
+
+def rejects_a_value(answer_part: str) -> bool:
+    """The closing sentence names a value and rejects another ("The answer is $7$, not $9$.", "$a$ rather than
+    $b$"): which value it asserts is a reading of the sentence, so the answer is unverifiable, never a guess."""
+    tail = plain_tail(answer_part).rstrip()
+    last = re.split(r"(?<=[.!?])\s+(?=[A-Z])", tail[-600:])[-1]
+    return bool(_REJECTS.search(last))
 
 
 def answer_form(text: str, task: Task | str, lenient: bool = False) -> tuple[str, str] | tuple[None, None]:
@@ -308,6 +333,67 @@ def _unit_of(phrase: str, spelled_out_only: bool) -> str | None:
     return unit
 
 
+_VULGAR = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5), "⅖": (2, 5), "⅗": (3, 5),
+           "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅛": (1, 8), "⅜": (3, 8), "⅝": (5, 8), "⅞": (7, 8)}
+_MIXED = re.compile(r"(?<![\d.])(\d{0,6})\s*([" + "".join(_VULGAR) + r"])")
+_ROOT = re.compile(r"√\s*(\d+|\([^()]{1,40}\)|[A-Za-z])")
+_CURRENCY = re.compile(r"[€£₹¥]|\\(?:euro|pounds|yen)\b")
+_PERCENT_WORD = re.compile(r"(?<=[\d}])\s*(?:\\text\s*\{\s*)?(?:percent|per cent|pct)\b\.?\s*\}?", re.IGNORECASE)
+_UNITS_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve "
+                                           "thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS_WORDS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split())
+               if w != "_"}
+_NUMBER_WORDS = re.compile(r"^\s*([a-z]+(?:[\s-]+[a-z]+){0,5})\s*(\s[a-z][a-z\s]{0,30})?\.?\s*$", re.IGNORECASE)
+
+
+def words_to_number(phrase: str) -> int | None:
+    """"twelve", "twenty-four", "one hundred and five", "three thousand two hundred": the integer, else None.
+    Only whole phrases of number words (a scale word such as "million" or "dozen" is not read: it scales)."""
+    words = [w for w in re.split(r"[\s-]+", phrase.lower().strip()) if w and w != "and"]
+    if not words:
+        return None
+    total = current = 0
+    for w in words:
+        if w in _UNITS_WORDS:
+            current += _UNITS_WORDS[w]
+        elif w in _TENS_WORDS:
+            current += _TENS_WORDS[w]
+        elif w == "hundred" and current:
+            current *= 100
+        elif w == "thousand" and current:
+            total, current = total + current * 1000, 0
+        else:
+            return None
+    return total + current
+
+
+def canonical_symbols(ans: str) -> str:
+    """Symbols that write a value another way, rewritten before any comparison (both sides): unicode fractions
+    (`½`, `2¾`) and radicals (`√2`) as LaTeX, percent as a word (`50 percent`, `pct`) as `%`, currency signs other
+    than `$` (€, £, ₹, ¥) dropped as `$` is, unicode thin spaces dropped, and an answer that is only number words
+    (`twelve`, `twenty-four`, optionally followed by what is counted) as digits."""
+    s = ans.replace("\u2009", "").replace("\u202f", "").replace("\u00a0", " ")
+
+    def mixed(m):
+        a, b = _VULGAR[m.group(2)]
+        whole = int(m.group(1)) if m.group(1) else 0
+        return f"\\frac{{{whole * b + a}}}{{{b}}}"
+
+    s = _MIXED.sub(mixed, s)
+    s = _ROOT.sub(lambda m: "\\sqrt{" + m.group(1).strip("()") + "}", s)
+    s = _CURRENCY.sub("", s)
+    s = _PERCENT_WORD.sub("\\%", s)
+    m = _NUMBER_WORDS.match(s)
+    if m and not any(ch.isdigit() for ch in s):
+        words = m.group(1).split()
+        for cut in range(len(words), 0, -1):  # the longest leading run of number words, the rest what is counted
+            n = words_to_number(" ".join(words[:cut]))
+            if n is not None:
+                rest = " ".join(words[cut:]) + (m.group(2) or "")
+                return f"{n} {rest.strip()}".strip()
+    return s
+
+
 def light_normalize(ans: str) -> str:
     """Only changes that cannot change the value: used for the exact-string shortcut."""
     s = ans.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
@@ -326,6 +412,8 @@ def numeric_form(ans: str, task: Task) -> NumericForm:
     m = _TRAILING_TEXT.search(s)
     if m:  # a unit is dropped; other words are set aside and reported (the number alone is not the answer)
         unit = _unit_of(m.group(1), spelled_out_only=False)
+        if unit is None and task.plain_units and _is_count_noun(m.group(1)):
+            unit = " ".join(m.group(1).lower().split())  # "7 \text{ marbles}" as "7 marbles": what is counted
         words = None if unit else " ".join(m.group(1).split())
         s = s[:m.start()].strip()
     s = s.replace("\\$", "").replace("$", "").replace("\\(", "").replace("\\)", "")
@@ -390,7 +478,7 @@ def parse_number(s: str, decimal_comma: bool = False) -> Fraction | None:
     return -value if sign == "-" else value
 
 
-_CHOICE = re.compile(r"^\(?([A-E])\)?(?:\s|$|[.:)])")
+_CHOICE = re.compile(r"^\(?([A-E])\)?(?!\s*=)(?:\s|$|[.:)])")  # "C = 2\pi r" is an equation, not choice C
 _ANY_CHOICE = re.compile(r"(?<![A-Za-z\\])\(?([A-E])\)?(?![A-Za-z])")
 
 

@@ -215,6 +215,9 @@ class FilterConfig(Section):
     drop_truncated: bool = Field(True, description="reject traces cut off by max_tokens")
     drop_unclosed_think: bool = Field(True, description="reject traces whose <think> never closes")
     drop_garbage: bool = Field(True, description="reject mojibake, control characters and looping text")
+    drop_invented_output: bool = Field(False, description="reject traces that show a ```output block no program "
+                                       "produced (the model invented an execution result); counted in stats "
+                                       "either way")
     require_boxed: bool | None = Field(None, description="None: when the prompt template asks for \\boxed{}")
     min_tokens: int | None = Field(None, ge=0, description="reject shorter traces")
     max_tokens: int | None = Field(None, ge=1, description="reject longer traces")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -45,6 +46,14 @@ def contamination_index(cfg: RecipeConfig) -> dict[str, OverlapIndex]:
             for i, bench in enumerate(f.decontaminate)}
 
 
+_OUTPUT_BLOCK = re.compile(r"```[ \t]*output\b", re.IGNORECASE)
+
+
+def invents_output(rec: dict) -> bool:
+    """The trace shows a ```output block: an execution result no program produced (the model wrote it)."""
+    return bool(_OUTPUT_BLOCK.search(answer_text(rec)))
+
+
 def format_reason(rec: dict, cfg: RecipeConfig, need_box: bool) -> str | None:
     f = cfg.filter
     full = answer_text(rec)
@@ -59,6 +68,8 @@ def format_reason(rec: dict, cfg: RecipeConfig, need_box: bool) -> str | None:
         return "no_boxed_answer"
     if f.drop_garbage and looks_like_garbage(full):
         return "garbage"
+    if f.drop_invented_output and invents_output(rec):
+        return "invented_output"
     n = rec["completion_tokens"]
     if f.min_tokens is not None and n < f.min_tokens:
         return "too_short"
@@ -191,6 +202,9 @@ def summarize(records, kept, rejected, extra, verify_stats, seconds) -> dict:
         "prompts_removed": dict(Counter(reasons.pop() for pid, reasons in _reasons_by_prompt(records).items()
                                         if len(reasons) == 1 and None not in reasons).most_common()),
         "verdicts": dict(Counter(r["verdict"] for r in records)),
+        # traces showing a ```output block no program produced (filter.drop_invented_output rejects them)
+        "invented_output": {"traces": sum(invents_output(r) for r in records),
+                            "kept": sum(invents_output(r) for r in kept)},
         # the verifier's reason for every trace not judged correct: for code the sandbox's (assertion failed,
         # exception, timeout, ...), for math the path that judged it (fast-path, math-verify, no answer, ...)
         "not_correct_reasons": dict(Counter(r["verify_reason"] for r in records

@@ -22,6 +22,8 @@ from .answers import (
     MAX_ANSWER_CHARS,
     TASKS,
     Task,
+    answer_form,
+    canonical_symbols,
     choice_letter,
     choice_letters,
     extract_answer,
@@ -31,7 +33,9 @@ from .answers import (
     list_numbers,
     numeric_form,
     parse_number,
+    rejects_a_value,
 )
+from .think import split_reasoning
 
 CORRECT, WRONG, UNVERIFIABLE = "correct", "wrong", "unverifiable"
 
@@ -98,6 +102,9 @@ def fast_check(pred: str, gold: str, task: Task) -> tuple[str, str] | None:
         if len(named) > 1:
             return WRONG, f"names several choices {''.join(sorted(named))}; one is asked for"
         return (CORRECT if p == g else WRONG), f"choice {p} vs {g}"
+    pv, gv = _assigned(pred), _assigned(gold)
+    if pv and gv and pv != gv:
+        return WRONG, f"assigns {pv}, the gold assigns {gv}"
     pf, gf = numeric_form(pred, task), numeric_form(gold, task)
     p = None if pf.is_list or pf.words else parse_number(pf.text, task.decimal_comma)
     g = None if gf.is_list or gf.words else parse_number(gf.text, task.decimal_comma)
@@ -110,6 +117,8 @@ def fast_check(pred: str, gold: str, task: Task) -> tuple[str, str] | None:
     if p is not None and g is not None:
         if pf.unit and gf.unit and pf.unit != gf.unit:
             return WRONG, f"units differ: {pf.unit} vs {gf.unit}"
+        if "degree" in (pf.unit, gf.unit) and (pf.percent or gf.percent):
+            return WRONG, "degrees against a percentage"
         if p == g and pf.percent == gf.percent:
             return CORRECT, f"number {_show(p)} == {_show(g)}"
         if pf.percent != gf.percent:
@@ -118,6 +127,16 @@ def fast_check(pred: str, gold: str, task: Task) -> tuple[str, str] | None:
     if light_normalize(pred) == light_normalize(gold):
         return CORRECT, f"same text {light_normalize(gold)!r}"
     return None
+
+
+_ASSIGNED = re.compile(r"^\s*\$?\s*([A-Za-z])\s*=\s*(?=[^=])")
+
+
+def _assigned(ans: str) -> str | None:
+    """The one-letter variable an answer assigns ("b = 4" -> "b"): an answer assigning another variable than the
+    gold's is wrong; against a bare-value gold the assignment is dropped (math-verify compares the right side)."""
+    m = _ASSIGNED.match(ans)
+    return m.group(1) if m else None
 
 
 def _percent_verdict(p: Fraction, p_pct: bool, g: Fraction) -> tuple[str, str]:
@@ -193,7 +212,11 @@ def _prepare(pred_text: str, gold: str | None, task: str | Task, lenient: bool =
     g = gold_answer(gold, t)
     if g is None:
         return Verdict(UNVERIFIABLE, None, None, "no gold answer"), None
-    pred = extract_answer(pred_text or "", t, lenient)
+    form, pred = answer_form(pred_text or "", t, lenient)
+    if pred is not None and form in ("answer_is", "final_latex", "last_number") \
+            and rejects_a_value(split_reasoning(pred_text)[1]):
+        return Verdict(UNVERIFIABLE, _clean(pred), _clean(g), "two values",
+                       "the closing sentence names a value and rejects another: which it asserts is not read"), None
     if pred is None:
         return Verdict(WRONG, None, _clean(g), "no code block" if t.executes else "no answer"), None
     if t.executes:
@@ -201,6 +224,7 @@ def _prepare(pred_text: str, gold: str | None, task: str | Task, lenient: bool =
     if len(pred) > MAX_ANSWER_CHARS or len(g) > MAX_ANSWER_CHARS:
         return Verdict(UNVERIFIABLE, _clean(pred), _clean(g), "answer too long",
                        f"over {MAX_ANSWER_CHARS} characters"), None
+    pred, g = canonical_symbols(pred), canonical_symbols(g)
     if t.int_range:
         gv = as_number(g, t)
         if gv is None or gv.denominator != 1 or not t.int_range[0] <= gv <= t.int_range[1]:

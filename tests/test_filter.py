@@ -133,3 +133,17 @@ def test_short_benchmark_items_are_caught_by_containment(tmp_path):
         "num_workers": 1, "decontaminate": [{"path": str(bench), "name": "short"}]}})
     stats = json.loads((run_filter(cfg) / "stats.json").read_text())
     assert stats["contamination_hits"] == {"short": 1}
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_invented_execution_output_is_counted_and_rejected_when_asked(tmp_path, drop):
+    invented = ("<think>\nLet me compute it with code.\n```python\nprint(40 + 2)\n```\n```output\n42\n```\n"
+                "So the total is 42.\n</think>\nThe total is \\boxed{42}.")
+    recs = [rec("a", 0, ok()), rec("b", 0, invented), rec("c", 0, ok("no code here, and ``` fences without it"))]
+    write_generate_output(tmp_path / "run" / "generate", recs)
+    cfg = validate({"run_dir": str(tmp_path / "run"), "data": {"synthetic": {"n": 3}, "task": "arithmetic"},
+                    "filter": {"num_workers": 1, "near_dup_threshold": None, "drop_invented_output": drop}})
+    out = run_filter(cfg)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["invented_output"] == {"traces": 1, "kept": 0 if drop else 1}
+    assert stats["reject_reasons"] == ({"invented_output": 1} if drop else {})

@@ -148,8 +148,11 @@ def test_offline_kd_config_refuses_bucket_with_temperature(make_cfg, tiny, tmp_p
     from seqdistill.kd import run_kd
 
     gen = {"logprobs": 4, "batch_size": 4, "sampling": {"n": 1, "max_tokens": 8, "temperature": 1.0}}
+    with pytest.raises(ConfigError, match="tail: bucket with temperature: 2.0"):  # said by the recipe: at load
+        make_cfg(kd={"mode": "offline", "temperature": 2.0, "tail": "bucket", "max_steps": 1})
+    # mode auto becomes offline only once the data shows logprobs: refused then, before anything is written
     cfg = make_cfg(data={"synthetic": {"n": 2}, "task": "arithmetic"}, generate=gen,
-                   kd={"mode": "offline", "temperature": 2.0, "tail": "bucket", "max_steps": 1})
+                   kd={"mode": "auto", "temperature": 2.0, "tail": "bucket", "max_steps": 1})
     cfg.kd.dataset = str(run_generate(cfg))
     with pytest.raises(ConfigError, match="kd.tail: bucket with kd.temperature"):
         run_kd(cfg)

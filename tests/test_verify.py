@@ -36,7 +36,7 @@ CASES = [
     (boxed("250"), "025", "aime", WRONG),
     (boxed("42"), "42", "arithmetic", CORRECT),
     (boxed("43"), "42", "arithmetic", WRONG),
-    (boxed("forty-two"), "42", "arithmetic", WRONG),
+    (boxed("forty-two"), "42", "arithmetic", CORRECT),  # number words are read (a whole answer of them)
     # truncated trace ending in a number: no closed think, no answer
     ("<think>\nfirst 3 + 4 = 7, then 7 * 6 = 42", "42", "arithmetic", WRONG),
     # the right answer inside <think> but not after it does not count
