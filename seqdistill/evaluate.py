@@ -145,7 +145,8 @@ def score_model(store: Store, cfg: RecipeConfig) -> tuple[dict, list[dict]]:
         for gs in (groups, strict_groups):
             pids = list(gs)
             task = recs[0]["task"] if recs else "math"
-            ids = group_answers([([s["pred"] for s in gs[pid][:k]], task) for pid in pids], **kw)
+            ids = group_answers([([s["pred"] for s in gs[pid][:k]], task) for pid in pids],
+                                workers=kw["workers"], timeout=kw["timeout"])
             for pid, votes in zip(pids, ids):
                 for smp, vote in zip(gs[pid], votes):
                     smp["pred"] = vote
