@@ -49,6 +49,72 @@ def _log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > -0.693, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
+class _BucketTerms(torch.autograd.Function):
+    """(student log-probs at the teacher's top-K ids, student tail log-prob, student log-prob of the label) from
+    one fp32 copy of the logits and two reductions, with the gradient written in one pass over the vocabulary.
+
+    The reference (topk_categories + cross_entropy) makes a temperature copy, a scattered copy for the tail, and
+    a third pass for CE, each with its own backward: on CPU that vocabulary-sized fp32 work made an offline-KD
+    step 0.7x an SFT step. Here: z = logits in fp32 (one copy), lse = logsumexp(z); the K ids and the label are
+    gathered; z is then masked in place at the K ids and its logsumexp is the tail (exact, as the reference).
+    Backward, with p = softmax(z), G = sum of the K and tail gradients:
+      d/dz_v = p_v (g_tail / P_tail - G - g_ce)  for v outside the K ids,  g_k - p_k (G + g_ce)  at the K ids,
+    plus g_ce at the label: the same values as autograd through the reference (tests/test_kd_loss.py)."""
+
+    @staticmethod
+    def forward(ctx, logits, ids, labels):
+        z = logits.float()
+        if z.data_ptr() == logits.data_ptr():
+            z = z.clone()  # fp32 logits: never mask the caller's tensor
+        lse = torch.logsumexp(z, -1, keepdim=True)
+        s_k = z.gather(-1, ids) - lse
+        safe = labels.clamp(min=0).unsqueeze(-1)
+        s_label = (z.gather(-1, safe) - lse).squeeze(-1)
+        z.scatter_(-1, ids, float("-inf"))
+        tail_lse = torch.logsumexp(z, -1, keepdim=True)
+        s_tail = tail_lse - lse
+        ctx.save_for_backward(z, lse, tail_lse, s_k, ids, safe)
+        ctx.logits_dtype = logits.dtype
+        return s_k, s_tail, s_label
+
+    @staticmethod
+    def backward(ctx, g_k, g_tail, g_label):
+        z, lse, tail_lse, s_k, ids, safe = ctx.saved_tensors
+        g_k = torch.zeros_like(s_k) if g_k is None else g_k.float()
+        g_tail = torch.zeros_like(lse) if g_tail is None else g_tail.float()
+        g_label = torch.zeros_like(lse) if g_label is None else g_label.float().unsqueeze(-1)
+        total = g_k.sum(-1, keepdim=True) + g_tail + g_label
+        # outside the K ids: p_v * (g_tail / P_tail - total); z is -inf at the K ids, so exp gives 0 there
+        coef = torch.where(torch.isfinite(tail_lse), g_tail * torch.exp(lse - tail_lse), torch.zeros_like(lse))
+        grad = torch.exp(z - lse).mul_(coef - total)
+        grad.scatter_(-1, ids, g_k - torch.exp(s_k) * total)
+        grad.scatter_add_(-1, safe, g_label)
+        return grad.to(ctx.logits_dtype), None, None
+
+
+def bucket_terms(student_logits: torch.Tensor, topk_ids: torch.Tensor, labels: torch.Tensor):
+    """(s_k, s_tail, s_label) at temperature 1: see _BucketTerms."""
+    return _BucketTerms.apply(student_logits, topk_ids.long(), labels)
+
+
+def kd_and_ce_sums(student_logits: torch.Tensor, labels: torch.Tensor, topk_ids: torch.Tensor,
+                   topk_logprobs: torch.Tensor, kind: str = "forward", beta: float = 0.5,
+                   with_ce: bool = True, ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CE sum, divergence sum) over labelled positions for a stored top-K teacher with the tail bucket at T 1:
+    the same values as cross_entropy + kd_loss(tail="bucket"), in one vocabulary pass each way."""
+    mask = labels != ignore_index
+    s_k, s_tail, s_label = bucket_terms(student_logits, topk_ids, labels)
+    t_k = topk_logprobs.float()
+    t_tail = _log1mexp(torch.logsumexp(t_k, -1, keepdim=True)).clamp(min=-30.0)
+    if topk_ids.shape[-1] >= student_logits.shape[-1]:
+        t, s = t_k, s_k
+    else:
+        t, s = torch.cat([t_k, t_tail], -1), torch.cat([s_k, s_tail.clamp(min=-30.0)], -1)
+    kd = (divergence(t, s, kind, beta) * mask).sum()
+    ce = -(s_label * mask).sum() if with_ce else s_label.new_zeros(())
+    return ce, kd
+
+
 def topk_categories(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
                     temperature: float = 1.0, tail: str = "bucket") -> tuple[torch.Tensor, torch.Tensor]:
     """(teacher_lp, student_lp) over the teacher's top-K support (+ the tail bucket)."""

@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import RecipeConfig
 from .errors import ConfigError, DataError
-from .kd_loss import IGNORE_INDEX, kd_loss
+from .kd_loss import IGNORE_INDEX, kd_and_ce_sums, kd_loss
 from .records import decode_topk, has_topk
 from .train import cpu_packed_micro_batches, dataset_files
 
@@ -164,12 +164,17 @@ def make_kd_trainer():
                 out = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                             position_ids=inputs.get("position_ids"), use_cache=False, logits_to_keep=keep)
                 logits, kept = out.logits, labels[:, keep]
-                # alpha 1 (on-policy's default): no CE term, and none computed (a vocabulary-sized pass saved)
-                ce_sum = logits.new_zeros((), dtype=torch.float32) if k.alpha == 1 else F.cross_entropy(
-                    logits.flatten(0, 1).float(), kept.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
-                kd_sum = kd_loss(logits, kept, topk_ids=inputs["topk_ids"][:, 1:][:, keep],
-                                 topk_logprobs=inputs["topk_logprobs"][:, 1:][:, keep], temperature=k.temperature,
-                                 kind=k.divergence, beta=k.jsd_beta, tail=k.tail, reduction="sum")
+                t_ids, t_lps = inputs["topk_ids"][:, 1:][:, keep], inputs["topk_logprobs"][:, 1:][:, keep]
+                if k.tail == "bucket" and k.temperature == 1.0:
+                    # one vocabulary pass each way for CE and KD together (kd_loss.kd_and_ce_sums); alpha 1
+                    # (on-policy's default) computes no CE term at all
+                    ce_sum, kd_sum = kd_and_ce_sums(logits, kept, t_ids, t_lps, kind=k.divergence, beta=k.jsd_beta,
+                                                    with_ce=k.alpha < 1)
+                else:
+                    ce_sum = logits.new_zeros((), dtype=torch.float32) if k.alpha == 1 else F.cross_entropy(
+                        logits.flatten(0, 1).float(), kept.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+                    kd_sum = kd_loss(logits, kept, topk_ids=t_ids, topk_logprobs=t_lps, temperature=k.temperature,
+                                     kind=k.divergence, beta=k.jsd_beta, tail=k.tail, reduction="sum")
             else:
                 out = None
                 ce_sum, kd_sum = self._online(model, inputs, labels)

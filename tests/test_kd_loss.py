@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqdistill.kd_loss import kd_loss
+from seqdistill.kd_loss import IGNORE_INDEX, kd_loss
 
 torch.manual_seed(0)
 S = torch.randn(2, 3, 5)  # batch 2, seq 3, vocab 5
@@ -157,3 +157,42 @@ def test_offline_kd_config_refuses_bucket_with_temperature(make_cfg, tiny, tmp_p
     with pytest.raises(ConfigError, match="kd.tail: bucket with kd.temperature"):
         run_kd(cfg)
     assert not (tmp_path / "run" / "kd").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["forward", "reverse", "jsd"])
+@pytest.mark.parametrize("sharp", [1.0, 40.0])  # 40: the teacher's top-K holds ~all the mass (the tail -> 0)
+def test_fused_bucket_terms_equal_the_reference_in_value_and_gradient(dtype, kind, sharp):
+    """kd_and_ce_sums (one vocabulary pass each way, analytic backward) == cross_entropy + kd_loss(bucket)."""
+    import torch.nn.functional as F
+
+    from seqdistill.kd_loss import kd_and_ce_sums
+
+    torch.manual_seed(0)
+    n, v, k = 9, 64, 6
+    logits = (torch.randn(2, n, v) * sharp).to(dtype).requires_grad_()
+    labels = torch.randint(0, v, (2, n))
+    labels[0, :2] = IGNORE_INDEX
+    tv, ti = torch.log_softmax(torch.randn(2, n, v) * sharp, -1).topk(k, -1)
+    ce, kd = kd_and_ce_sums(logits, labels, ti, tv, kind=kind)
+    (ce + 2 * kd).backward()
+    fused = logits.grad.float().clone()
+    logits.grad = None
+    ce_ref = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
+                             reduction="sum")
+    kd_ref = kd_loss(logits, labels, topk_ids=ti, topk_logprobs=tv, kind=kind, reduction="sum")
+    (ce_ref + 2 * kd_ref).backward()
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert ce.item() == pytest.approx(ce_ref.item(), rel=1e-5, abs=1e-4)
+    assert kd.item() == pytest.approx(kd_ref.item(), rel=1e-5, abs=1e-5)
+    torch.testing.assert_close(fused, logits.grad.float(), atol=tol, rtol=tol)
+    assert torch.isfinite(fused).all()
+
+
+def test_fused_terms_leave_the_callers_logits_untouched():
+    from seqdistill.kd_loss import kd_and_ce_sums
+
+    logits = torch.randn(1, 4, 10, requires_grad=True)
+    before = logits.detach().clone()
+    kd_and_ce_sums(logits, torch.tensor([[1, 2, 3, 4]]), torch.tensor([[[0, 1]] * 4]), torch.full((1, 4, 2), -1.0))
+    assert torch.equal(logits.detach(), before)  # fp32 input: masked on a copy, never in place
