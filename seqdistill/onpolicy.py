@@ -72,11 +72,12 @@ def sample_round(cfg: RecipeConfig, rd: Path, items: list[dict], model_path: str
     if store.is_complete(chash):
         return store
     sampling = op.sampling.model_copy(update={"seed": op.sampling.seed + r})  # fresh samples every round
+    t0 = time.perf_counter()
     engine = Engine.of(op, cfg.num_threads, max_in_flight=op.batch_size)
     sample_into(store, items, engine, ModelConfig(path=model_path), cfg.prompt, to_params(sampling),
                 task=cfg.data.task, label=f"student-round-{r}", tag="r", desc=f"round {r}: student samples",
                 seed=sampling.seed, done=set(store.column("prompt_id")))
-    store.update_manifest(complete=True, records=store.count())
+    store.update_manifest(complete=True, records=store.count(), seconds=round(time.perf_counter() - t0, 1))
     return store
 
 
@@ -90,6 +91,7 @@ def score_round(cfg: RecipeConfig, rd: Path, samples: Store, chash: str) -> Stor
     store, _ = _round_store(rd / "scored", "kd-scored", chash)
     if store.is_complete(chash):
         return store
+    t0 = time.perf_counter()
     done = set(store.column("prompt_id"))
     todo = [f for f in samples.shard_files() if not set(pq.read_table(f, columns=["prompt_id"])
                                                         .column("prompt_id").to_pylist()) <= done]
@@ -115,7 +117,7 @@ def score_round(cfg: RecipeConfig, rd: Path, samples: Store, chash: str) -> Stor
                          sum(len(s[1]) for s in seqs))
         finally:
             backend.close()
-    store.update_manifest(complete=True, records=store.count())
+    store.update_manifest(complete=True, records=store.count(), seconds=round(time.perf_counter() - t0, 1))
     return store
 
 
@@ -158,8 +160,26 @@ def _link_model(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def run_rounds(cfg: RecipeConfig, out: Path, start: str, chash: str, rounds: int) -> tuple[Path, dict]:
-    """Rounds 0..rounds-1, each one not yet done; returns (the last round's merged model, totals)."""
+def model_digest(path: str) -> str:
+    """sha256 over a model folder's weights and config (a hub id or missing folder: the name itself)."""
+    import hashlib
+
+    p = Path(path)
+    if not p.is_dir():
+        return str(path)
+    h = hashlib.sha256()
+    for f in sorted([*p.glob("*.safetensors"), *p.glob("config.json")]):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def run_rounds(cfg: RecipeConfig, out: Path, start: str, chash: str, rounds: int,
+               legacy: str | None = None) -> tuple[Path, dict]:
+    """Rounds 0..rounds-1, each one not yet done; returns (the last round's merged model, totals). `legacy`: the
+    stage identity a run had before identities were by content (its rounds are the same rounds)."""
     op, k = cfg.kd.onpolicy, cfg.kd
     items = kept_items(k.dataset or str(cfg.stage_dir("filter") / "kept"))
     log.info("kd on-policy: %d rounds of %d prompts x %d samples (of %d kept prompts), %s divergence, alpha %g, "
@@ -172,20 +192,31 @@ def run_rounds(cfg: RecipeConfig, out: Path, start: str, chash: str, rounds: int
         rd = out / "rounds" / f"{r:03d}"
         rchash = identity(chash, r)
         done = rd / "round.json"
-        if done.is_file() and json.loads(done.read_text()).get("identity") == rchash:
+        row = json.loads(done.read_text()) if done.is_file() else {}
+        if legacy and row.get("identity") == identity(legacy, r):
+            row["identity"] = rchash
+            atomic_write_text(done, json.dumps(row, indent=1))
+            for sub in ("samples", "scored"):  # their manifests carry the round's identity too
+                sub_store = Store(rd / sub)
+                if sub_store.manifest():
+                    sub_store.adopt(identity(legacy, r), rchash)
+        if row.get("identity") == rchash:
             model, adapter = rd / "train" / "model", (rd / "train" / "adapter" if k.lora else None)
             continue
-        t0 = time.perf_counter()
+        if legacy:
+            for sub in ("samples", "scored"):  # an unfinished round of a run that began before content identities
+                if Store(rd / sub).manifest():
+                    Store(rd / sub).adopt(identity(legacy, r), rchash)
         samples = sample_round(cfg, rd, round_items(items, r, op.prompts_per_round, k.seed), str(model), r, rchash)
-        t1 = time.perf_counter()
         scored = score_round(cfg, rd, samples, rchash)
-        t2 = time.perf_counter()
         recs = list(scored.records())
         # LoRA: the same adapter trained on, round after round, on the round-0 model; full fine-tuning: the
         # previous round's model is the start
         final = train_round(cfg, rd, start if k.lora else str(model), adapter)
-        t3 = time.perf_counter()
         log_hist = json.loads((rd / "train" / "train_log.json").read_text())
+        # each phase's own time, as its store recorded it (a resumed round keeps the first start's times)
+        secs = {"sample": samples.manifest().get("seconds"), "score": scored.manifest().get("seconds"),
+                "train": next((e["train_runtime"] for e in reversed(log_hist) if "train_runtime" in e), None)}
         steps = max((e.get("step", 0) for e in log_hist), default=0)
         kd_losses = [e["kd_loss"] for e in log_hist if "kd_loss" in e]
         row = {"round": r, "prompts": len({x["prompt_id"] for x in recs}), "samples": len(recs),
@@ -195,16 +226,15 @@ def run_rounds(cfg: RecipeConfig, out: Path, start: str, chash: str, rounds: int
                "truncated": sum(x["finish_reason"] == "length" for x in recs) / max(len(recs), 1),
                "optimizer_steps": steps, "kd_loss_first": kd_losses[0] if kd_losses else None,
                "kd_loss_last": kd_losses[-1] if kd_losses else None,
-               "seconds": {"sample": round(t1 - t0, 1), "score": round(t2 - t1, 1), "train": round(t3 - t2, 1)},
+               "seconds": secs,
                "identity": rchash}
         atomic_write_text(done, json.dumps(row, indent=1))
         table = [x for x in table if x["round"] != r] + [row]
         atomic_write_text(table_path, json.dumps(table, indent=1))
         log.info("kd on-policy: round %d done: %d samples, %d student tokens, student correct on %s of them, "
-                 "kd loss %s -> %s, %d steps, %.0f s (sample %.0f, score %.0f, train %.0f)", r, row["samples"],
-                 row["student_tokens"], "n/a" if row["student_train_accuracy"] is None else
-                 f"{row['student_train_accuracy']:.1%}", row["kd_loss_first"], row["kd_loss_last"], steps,
-                 t3 - t0, t1 - t0, t2 - t1, t3 - t2)
+                 "kd loss %s -> %s, %d steps, seconds %s", r, row["samples"], row["student_tokens"],
+                 "n/a" if row["student_train_accuracy"] is None else f"{row['student_train_accuracy']:.1%}",
+                 row["kd_loss_first"], row["kd_loss_last"], steps, secs)
         if r >= 1:  # the round before the last done is not needed to resume: drop its merged weights
             shutil.rmtree(out / "rounds" / f"{r - 1:03d}" / "train" / "model", ignore_errors=True)
         model, adapter = final, (rd / "train" / "adapter" if k.lora else None)
@@ -224,10 +254,16 @@ def run_onpolicy(cfg: RecipeConfig, start: str, source: Path, overwrite: bool = 
     out = cfg.stage_dir("kd")
     hcfg = cfg.model_copy(deep=True)
     hcfg.kd.onpolicy.rounds = 1  # the default: left out of the identity (exclude_defaults)
-    upstream = [input_fingerprint(source)] + ([input_fingerprint(start)] if Path(start).exists() else [])
-    chash = identity(stage_hash(hcfg, "student", "kd", "teacher", "prompt", drop=("kd.output_dir", "kd.compile")),
-                     upstream)
+    # by content, not by paths or file times: the same kept prompts and the same start weights on another machine
+    # are the same run, so committed rounds resume there (docs/gsm8k-onpolicy.md)
+    config = stage_hash(hcfg, "student", "kd", "teacher", "prompt",
+                        drop=("kd.output_dir", "kd.compile", "kd.init_from", "kd.dataset"))
+    items = kept_items(str(source))
+    chash = identity(config, [identity([(it["id"], it["question"]) for it in items]), model_digest(start)])
+    legacy = identity(stage_hash(hcfg, "student", "kd", "teacher", "prompt", drop=("kd.output_dir", "kd.compile")),
+                      [input_fingerprint(source)] + ([input_fingerprint(start)] if Path(start).exists() else []))
     store = Store(out)
+    store.adopt(legacy, chash)  # a run started before identities were by content: the same run
     m = store.manifest()
     if m and m.get("complete") and m.get("config_hash") == chash and not overwrite \
             and m.get("rounds_done", 0) >= cfg.kd.onpolicy.rounds and (out / "model" / "config.json").is_file():
@@ -235,7 +271,7 @@ def run_onpolicy(cfg: RecipeConfig, start: str, source: Path, overwrite: bool = 
         return out / "model"
     store.prepare("kd", chash, {"dataset": str(source), "mode": "on-policy", "base_model": start}, overwrite)
     store.update_manifest(complete=False)
-    model, totals = run_rounds(hcfg, out, start, chash, cfg.kd.onpolicy.rounds)
+    model, totals = run_rounds(hcfg, out, start, chash, cfg.kd.onpolicy.rounds, legacy)
     _link_model(model, out / "model")
     store.record_model(out / "model")
     store.update_manifest(complete=True, model=str(out / "model"), **totals)

@@ -313,7 +313,8 @@ class Store:
     def has_work(self) -> bool:
         """Anything a rerun must not delete without --overwrite: records, a model, training checkpoints."""
         return bool(self.shard_files() or any(self.root.glob("*/*.parquet")) or (self.root / "model").exists()
-                    or any((self.root / "checkpoints").glob("checkpoint-*")))
+                    or any((self.root / "checkpoints").glob("checkpoint-*"))
+                    or any((self.root / "rounds").glob("*/*")))  # kd on-policy: rounds under the stage dir
 
     def is_complete(self, config_hash: str | None = None) -> bool:
         """Finished, and the files agree with the manifest (damaged() finds nothing)."""

@@ -103,6 +103,7 @@ def test_rounds_sample_score_train_and_chain(make_cfg, tiny, tmp_path):
         assert not any("ce_loss" in e for e in log)  # alpha 1: no CE term computed or logged
         assert table[r]["student_tokens"] == sum(s["completion_tokens"] for s in samples)
         assert table[r]["optimizer_steps"] >= 1
+        assert all(isinstance(v, float) and v >= 0 for v in table[r]["seconds"].values()), table[r]["seconds"]
     # round 1 continued round 0's adapter: its start adapter is round 0's output, not a fresh one
     a0 = (out / "rounds" / "000" / "train" / "adapter" / "adapter_model.safetensors").read_bytes()
     a1 = (out / "rounds" / "001" / "train" / "adapter" / "adapter_model.safetensors").read_bytes()
@@ -176,3 +177,48 @@ def test_mismatched_teacher_vocab_is_refused_before_any_round(make_cfg, tiny, tm
     else:  # the extra token landed beyond the shared ids only: still refused by vocab equality
         pytest.fail("a teacher with another vocabulary was accepted")
     assert not (tmp_path / "run" / "kd" / "rounds").exists()
+
+
+def test_finished_rounds_resume_on_another_machine(make_cfg, tiny, tmp_path, monkeypatch):
+    """The stage's identity is by content (the kept prompts, the start model's weights), not by file times: a run
+    dir copied elsewhere (new mtimes, as a fresh machine rebuilding it from committed files) keeps its rounds."""
+    import shutil
+
+    from seqdistill import onpolicy
+
+    cfg = onpolicy_cfg(make_cfg, tiny, tmp_path, rounds=1)
+    run_kd(cfg)
+    other = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "run", other, copy_function=shutil.copy)  # same bytes, new mtimes
+    monkeypatch.setattr(onpolicy, "sample_into", lambda *a, **kw: pytest.fail("a finished round was sampled again"))
+    monkeypatch.setattr(onpolicy, "train_round", lambda *a, **kw: pytest.fail("a finished round was trained again"))
+    cfg2 = cfg.model_copy(deep=True)
+    cfg2.run_dir = str(other)
+    final = run_kd(cfg2)
+    assert final == other / "kd" / "model" and Store(other / "kd").manifest()["complete"]
+
+
+def test_an_unfinished_run_of_another_config_is_refused_not_wiped(make_cfg, tiny, tmp_path, monkeypatch):
+    """A run killed mid-way (its manifest not complete) keeps its rounds when a changed setting meets it: refused
+    without --overwrite. Its rounds sit below the stage dir, which the refusal check did not see at first."""
+    from seqdistill import onpolicy
+
+    cfg = onpolicy_cfg(make_cfg, tiny, tmp_path, rounds=2)
+    real = onpolicy.train_round
+    calls = []
+
+    def second_killed(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(onpolicy, "train_round", second_killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_kd(cfg)
+    rounds = tmp_path / "run" / "kd" / "rounds"
+    before = sorted(p.relative_to(rounds) for p in rounds.rglob("*") if p.is_file())
+    cfg.kd.learning_rate = 1e-3
+    with pytest.raises(DataError, match="another config"):
+        run_kd(cfg)
+    assert sorted(p.relative_to(rounds) for p in rounds.rglob("*") if p.is_file()) == before
