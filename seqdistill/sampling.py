@@ -162,9 +162,14 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
             flush(buffer)
     else:
         if getattr(backend, "reports_progress", False):  # movement inside a batch: tokens decoded so far
+            shown = [0.0]
+
             def moving(n: int) -> None:
-                rate = (counts["tokens"] + n) / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(batch_tok=n, tok_s=f"{rate:.1f}", refresh=True)
+                now = time.perf_counter()
+                if now - shown[0] < 2.0:  # every token would flood a log (or a pipe nobody reads yet)
+                    return
+                shown[0] = now
+                bar.set_postfix(batch_tok=n, tok_s=f"{(counts['tokens'] + n) / max(now - t0, 1e-9):.1f}")
             backend.progress = moving
         if getattr(backend, "static_batches", False) and todo and todo[0][1].token_ids is not None:
             todo.sort(key=lambda x: len(x[1].token_ids))  # similar lengths per batch: little padding
