@@ -5,8 +5,9 @@ Top-K teachers (offline KD) know only K probabilities per position. The missing 
   tokens plus one "everything else" bucket holding 1 - sum(top-K). At T=1 this is the exact divergence
   between the coarse-grained distributions, a lower bound on the full one (data processing inequality),
   and it still pushes down student mass outside the teacher's support. With K = vocab it is the full KL.
-- tail="renorm": both renormalised over the top-K support alone (the common DistillKit-style choice);
-  it ignores whatever the student puts outside the support.
+- tail="renorm": teacher and student both renormalised over the teacher's top-K support; whatever the student
+  puts outside the support is ignored. (DistillKit renormalises only the teacher's top-K and keeps the student's
+  full softmax: not this.)
 Temperature T softens both sides: the student as softmax(z/T); the teacher as p^(1/T) renormalised over its
 categories (exact for a full-vocabulary teacher). The tail bucket needs T = 1: tempering the teacher's tail
 needs how its mass is spread over the tokens we did not store, which we do not know (treating it as one token

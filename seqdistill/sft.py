@@ -66,7 +66,7 @@ def inspect_sft(cfg: RecipeConfig, n: int = 2, color: bool | None = None) -> str
     collator = trainer.data_collator
     color = os.isatty(1) if color is None else color
     on, off = ("\x1b[1;32m", "\x1b[0m") if color else ("«", "»")
-    lines, real, trained = [], 0, 0
+    lines, real = [], 0
     for row in ds:
         real += len(row["input_ids"])
     for idx in range(min(n, len(ds))):
@@ -84,7 +84,6 @@ def inspect_sft(cfg: RecipeConfig, n: int = 2, color: bool | None = None) -> str
         if inside:
             text.append(off)
         n_tr = sum(lab != -100 for lab in labels)
-        trained += n_tr
         lines.append(f"--- row {idx}: {len(ids)} tokens, {n_tr} trained, {len(ids) - n_tr} masked, "
                      f"{resets} sequence(s) packed")
         lines.append("".join(text))

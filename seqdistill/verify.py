@@ -72,10 +72,6 @@ def as_number(ans: str, task: str | Task = "arithmetic") -> Fraction | None:
     return parse_number(f.text, t.decimal_comma)
 
 
-def normalize(ans: str) -> str:
-    return light_normalize(ans)
-
-
 def _clean(s: str | None, limit: int = 300) -> str | None:
     """Printable and storable: lone surrogates replaced, very long text cut (the verdict says why)."""
     if s is None:

@@ -45,7 +45,6 @@ class OpenAIBackend:
             else:
                 log.warning("generate.openai.api_key_env: $%s is not set; sending requests without an API key "
                             "(fine for a local server, a 401 otherwise)", openai.api_key_env)
-        self.retries = 0  # counted for logs and tests
         self._secret = os.environ.get(openai.api_key_env) if openai.api_key_env else None
 
     def _redact(self, text: str) -> str:
@@ -85,7 +84,6 @@ class OpenAIBackend:
                     problem, retry_after = f"{type(exc).__name__}", None
             if attempt == self.cfg.max_retries:
                 raise SeqdistillError(f"{url}: gave up after {attempt + 1} attempts (last: {problem})")
-            self.retries += 1
             delay = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2**attempt)
             delay = delay * (0.5 + random.random() / 2)  # jitter: clients that failed together retry apart
             if retry_after:
