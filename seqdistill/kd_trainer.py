@@ -19,6 +19,7 @@ from .records import decode_topk, has_topk
 from .train import cpu_packed_micro_batches, dataset_files
 
 log = logging.getLogger(__name__)
+FUSED_BUCKET = True  # kd_loss.kd_and_ce_sums for the tail bucket at T 1; bench/kd_step.py times the reference too
 
 
 # ------------------------------------------------------------------ offline data
@@ -165,7 +166,7 @@ def make_kd_trainer():
                             position_ids=inputs.get("position_ids"), use_cache=False, logits_to_keep=keep)
                 logits, kept = out.logits, labels[:, keep]
                 t_ids, t_lps = inputs["topk_ids"][:, 1:][:, keep], inputs["topk_logprobs"][:, 1:][:, keep]
-                if k.tail == "bucket" and k.temperature == 1.0:
+                if FUSED_BUCKET and k.tail == "bucket" and k.temperature == 1.0:
                     # one vocabulary pass each way for CE and KD together (kd_loss.kd_and_ce_sums); alpha 1
                     # (on-policy's default) computes no CE term at all
                     ce_sum, kd_sum = kd_and_ce_sums(logits, kept, t_ids, t_lps, kind=k.divergence, beta=k.jsd_beta,
