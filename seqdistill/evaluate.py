@@ -389,10 +389,7 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
             key=lambda row: -row["accuracy"])
     atomic_write_text(out / "eval.json", json.dumps(report, indent=2))
     table = eval_markdown(report)
-    if report.get("teacher_ranking"):
-        table += "\n\nWhich teacher makes the better student (student accuracy, 95% CI):\n" + "\n".join(
-            f"{i + 1}. {row['teacher']}: {100 * row['accuracy']:.1f}% [{100 * row['ci95'][0]:.1f}%, "
-            f"{100 * row['ci95'][1]:.1f}%]" for i, row in enumerate(report["teacher_ranking"]))
+
     atomic_write_text(out / "report.md", table + "\n")
     png = eval_plot(report, lengths, out / "report.png")
     log.info("eval: wrote %s%s", out / "report.md", f" and {png}" if png else "")

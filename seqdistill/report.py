@@ -56,23 +56,26 @@ def collect(run_dir: Path) -> dict:
     """Everything the page shows, from the run dir's files only."""
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run dir not found")
-    timings = (_json(run_dir / "run.json") or {}).get("stages", {})
+    run = _json(run_dir / "run.json") or {}
+    timings = run.get("stages", {})
+    # a stage's output_dir may lie outside the run dir: `run` records where each one is
+    dirs = {s: Path(run.get("dirs", {}).get(s) or run_dir / s) for s in STAGES}
     stages = []
     for s in STAGES:
-        m = _json(run_dir / s / "manifest.json")
+        m = _json(dirs[s] / "manifest.json")
         stages.append({"name": s, "status": "absent" if m is None else ("complete" if m.get("complete") else "partial"),
                        "seconds": timings.get(s)})
     if all(s["status"] == "absent" for s in stages):
         raise DataError(f"{run_dir}: no stage output here (expected generate/, filter/, ... with manifest.json)")
 
     data = {"run_dir": str(run_dir), "created": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": stages,
-            "filter": _json(run_dir / "filter" / "stats.json"), "eval": _json(run_dir / "eval" / "eval.json")}
+            "filter": _json(dirs["filter"] / "stats.json"), "eval": _json(dirs["eval"] / "eval.json")}
     if data["filter"] is not None:
-        kept = _read_parquets(run_dir / "filter" / "kept", TRACE_COLUMNS)
-        rejected = _read_parquets(run_dir / "filter" / "rejected", TRACE_COLUMNS)
+        kept = _read_parquets(dirs["filter"] / "kept", TRACE_COLUMNS)
+        rejected = _read_parquets(dirs["filter"] / "rejected", TRACE_COLUMNS)
         traces = [dict(r, reject_reason=None) for r in kept] + rejected
     else:  # generate only: traces without verdicts
-        traces = _read_parquets(run_dir / "generate" / "data", TRACE_COLUMNS)
+        traces = _read_parquets(dirs["generate"] / "data", TRACE_COLUMNS)
     data["traces_total"] = len(traces)
     data["lengths"] = {"kept": [r["completion_tokens"] for r in traces if r.get("verdict") and not r.get("reject_reason")],
                        "rejected": [r["completion_tokens"] for r in traces if r.get("reject_reason")]}
@@ -85,7 +88,7 @@ def collect(run_dir: Path) -> dict:
         "detail": r.get("verify_detail"),
         "reason": (r.get("reject_reason") or "kept") if r.get("verdict") else "unfiltered",
     } for r in traces[:MAX_TRACES]]
-    data["problems"] = _eval_problems(run_dir / "eval", data["eval"])
+    data["problems"] = _eval_problems(dirs["eval"], data["eval"])
     return data
 
 
@@ -464,6 +467,10 @@ def eval_markdown(report: dict) -> str:
             lines.append(f"| {p['model']} | {p['against']} | {p['problems']} | {100 * p['diff']:+.1f} pts "
                          f"[{100 * p['ci95'][0]:+.1f}, {100 * p['ci95'][1]:+.1f}] | {p['gained']} | {p['lost']} | "
                          f"{p['mcnemar_p']:.3g} |")
+    if report.get("teacher_ranking"):
+        lines += ["", "Which teacher makes the better student (student accuracy, 95% CI):"] + [
+            f"{i + 1}. {row['teacher']}: {100 * row['accuracy']:.1f}% [{100 * row['ci95'][0]:.1f}%, "
+            f"{100 * row['ci95'][1]:.1f}%]" for i, row in enumerate(report["teacher_ranking"])]
     for label, nz in (report.get("repeat_noise") or {}).items():
         lines += ["", f"Run-to-run noise: {label} sampled again with batches of {nz['repeat_batch_size']} instead of "
                   f"{nz['batch_size']} (same model, same problems, greedy): {nz['completions_differ']} of "

@@ -146,3 +146,19 @@ def test_embedded_json_survives_comment_and_script_openers_in_text():
     page = render(data)
     blob = page.split('<script type="application/json" id="data">', 1)[1].split("</script>", 1)[0]
     assert "<" not in blob and _json.loads(blob)["traces"][0]["question"] == evil
+
+
+def test_the_report_finds_a_stage_whose_output_dir_is_outside_the_run_dir(tmp_path, tiny):
+    """filter.output_dir and eval.output_dir elsewhere: the page still shows the funnel and the eval (it read
+    RUN_DIR/<stage> literally and showed both as absent)."""
+    cfg = validate(recipe(tmp_path, tiny, filter={
+        "require_correct": False, "drop_truncated": False, "require_boxed": False, "drop_garbage": False,
+        "near_dup_threshold": None, "output_dir": str(tmp_path / "elsewhere" / "filtered")},
+        eval={"data": {"synthetic": {"n": 2, "split": "test"}, "task": "arithmetic"}, "models": ["teacher"],
+              "sampling": {"n": 1, "max_tokens": 4}, "speed_prompts": 0,
+              "output_dir": str(tmp_path / "elsewhere" / "scores")}))
+    run_pipeline(cfg, stages=["generate", "filter", "eval"])
+    data = collect(Path(cfg.run_dir))
+    status = {s["name"]: s["status"] for s in data["stages"]}
+    assert status["filter"] == status["eval"] == "complete"
+    assert data["filter"]["input_records"] == data["traces_total"] > 0 and data["eval"]["models"]["teacher"]
