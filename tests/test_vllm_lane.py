@@ -241,3 +241,33 @@ def test_vllm_score_is_the_engines_prompt_distribution_and_matches_hf(lane):
         assert (ids[:, 0] == hids[:, 0]).all()  # the best token at every position
         np.testing.assert_allclose(lps.astype(np.float32), hlps.astype(np.float32), atol=0.05)
         assert torch.tensor(lps.astype(np.float32)).exp().sum(-1).max() <= 1.001
+
+
+def test_vllm_on_policy_round_end_to_end(tmp_path, tiny, lane):
+    """One on-policy round through vLLM: the student samples with the engine, the teacher scores those tokens with
+    prompt_logprobs, the round trains, and the stage saves the student (what the GSM8K recipe runs)."""
+    import json
+
+    from test_sft import kept_dir
+
+    from seqdistill.config import validate
+    from seqdistill.kd import run_kd
+    from seqdistill.records import decode_topk
+    from seqdistill.store import Store
+
+    kept_dir(tmp_path / "run" / "filter", n=4)
+    vllm = {"enforce_eager": True, "max_model_len": 512, "max_num_seqs": 8}
+    cfg = validate(recipe(tmp_path, tiny, teacher={"path": str(lane["model"])}, student={"path": str(lane["model"])},
+                          kd={"mode": "on-policy", "max_steps": -1, "learning_rate": 1e-3, "max_length": 256,
+                              "per_device_train_batch_size": 2, "save_steps": 1000, "bf16": False,
+                              "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "merge": True},
+                              "onpolicy": {"backend": "vllm", "rounds": 1, "prompts_per_round": 4, "teacher_topk": 5,
+                                           "batch_size": 4, "vllm": vllm,
+                                           "sampling": {"n": 1, "temperature": 1.0, "top_p": 1.0,
+                                                        "max_tokens": 12}}}))
+    final = run_kd(cfg)
+    rd = final.parent / "rounds" / "000"
+    scored = list(Store(rd / "scored").records())
+    assert scored and all(decode_topk(r)[0].shape == (len(r["completion_ids"]), 5) for r in scored)
+    assert json.loads((final.parent / "rounds.json").read_text())[0]["optimizer_steps"] >= 1
+    assert (final / "config.json").is_file()
