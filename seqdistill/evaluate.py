@@ -370,8 +370,10 @@ def run_eval(cfg: RecipeConfig, overwrite: bool = False) -> Path:
         if label in e.repeat_models:
             sub, _ = sample_model(cfg, out / f"{label}@batch{e.repeat_batch_size}", label, mcfg, paths[label], items,
                                   overwrite, batch_size=e.repeat_batch_size)
+            again = score_model(sub, cfg)[1]
+            _write_samples(sub.root / "samples.parquet", again)  # the repeat's verdicts, checkable beside the first
             noise[label] = {"batch_size": e.batch_size, "repeat_batch_size": e.repeat_batch_size,
-                            **repeat_noise(samples[label], score_model(sub, cfg)[1])}
+                            **repeat_noise(samples[label], again)}
             log.info("eval %s: repeated at batch %d: %d of %d completions differ, %d verdicts flip", label,
                      e.repeat_batch_size, noise[label]["completions_differ"], noise[label]["samples"],
                      noise[label]["verdict_flips"])
