@@ -33,7 +33,7 @@ def merge_adapter(adapter: str | Path, base: str, out: str | Path, dtype: str = 
     import torch
     from peft import PeftModel
 
-    from .models import load_causal_lm, load_tokenizer
+    from .models import load_causal_lm, load_tokenizer, stop_at_end_of_turn
     from .store import readable_by_umask
 
     adapter, out = check_adapter(adapter), Path(out)
@@ -42,12 +42,7 @@ def merge_adapter(adapter: str | Path, base: str, out: str | Path, dtype: str = 
     model = load_causal_lm(base, dtype=getattr(torch, dtype))
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     tok = load_tokenizer(str(tokenizer_from or base))
-    eos = tok.convert_tokens_to_ids(tok.eos_token)
-    gen = merged.generation_config
-    ids = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
-    gen.eos_token_id = sorted({i for i in ids if i is not None} | {eos})
-    gen.pad_token_id = tok.pad_token_id
-    merged.config.eos_token_id = eos
+    stop_at_end_of_turn(merged, tok)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp)

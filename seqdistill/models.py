@@ -185,6 +185,18 @@ def pick_dtype(name: str, device: str):
     return weights_dtype(name, device)
 
 
+def stop_at_end_of_turn(model, tok):
+    """A saved model stops where its chat turn ends: the tokenizer's EOS joins the generation config's stop ids
+    (the model's own are kept), and padding uses the tokenizer's pad token. Returns the generation config."""
+    eos_id = tok.convert_tokens_to_ids(tok.eos_token)
+    gen = model.generation_config
+    ids = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    gen.eos_token_id = sorted({i for i in ids if i is not None} | {eos_id})
+    gen.pad_token_id = tok.pad_token_id
+    model.config.eos_token_id = eos_id
+    return gen
+
+
 def default_device() -> str:
     import torch
 

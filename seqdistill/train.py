@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import RecipeConfig, TrainSection, legacy_stage_hash, stage_hash
 from .errors import ConfigError, DataError
-from .models import load_causal_lm, load_options, load_tokenizer, resolve, set_threads
+from .models import load_causal_lm, load_options, load_tokenizer, resolve, set_threads, stop_at_end_of_turn
 from .store import Store, atomic_write_text, identity, input_fingerprint, readable_by_umask, writer_scope
 
 log = logging.getLogger(__name__)
@@ -424,12 +424,7 @@ def save_final(trainer, tok, section: TrainSection, out: Path) -> Path:
 
     main = trainer.accelerator.is_main_process
     model = trainer.model
-    eos_id = tok.convert_tokens_to_ids(tok.eos_token)
-    gen = model.generation_config
-    ids = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
-    gen.eos_token_id = sorted({i for i in ids if i is not None} | {eos_id})
-    gen.pad_token_id = tok.pad_token_id
-    model.config.eos_token_id = eos_id
+    gen = stop_at_end_of_turn(model, tok)
     final, tmp = out / "model", out / "model.tmp"
     if main:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -442,3 +442,25 @@ def test_the_cpu_loss_equals_trls_fused_head_in_value_and_gradient(sft_cfg, tmp_
         assert torch.allclose(grads["ours"][0], grads["trl"][0], rtol=1e-5)
         for a, b in zip(grads["ours"][1], grads["trl"][1]):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_merge_rebuilds_the_trained_student_from_its_adapter(sft_cfg, tiny, tmp_path):
+    """`seqdistill merge ADAPTER --base B --out DIR`: a committed adapter becomes the model the stage saved (how a
+    fresh machine rebuilds a student without committed merged weights); a folder that is no adapter is refused."""
+    from conftest import cli
+    from transformers import AutoModelForCausalLM
+
+    cfg = sft_cfg(lora={"r": 4, "alpha": 8, "dropout": 0.0, "merge": True}, learning_rate=1e-2)
+    final = run_sft(cfg)
+    out = tmp_path / "rebuilt"
+    r = cli("merge", str(final.parent / "adapter"), "--base", str(tiny["student"]), "--out", str(out),
+            "--dtype", "float32")
+    assert r.returncode == 0, r.stderr
+    want = AutoModelForCausalLM.from_pretrained(final).state_dict()
+    got = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert want.keys() == got.keys() and all(torch.allclose(want[k], got[k], atol=1e-6) for k in want)
+    assert AutoModelForCausalLM.from_pretrained(out).generation_config.eos_token_id  # stops at end of turn
+    r = cli("merge", str(tmp_path), "--base", str(tiny["student"]), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "is not a LoRA adapter folder" in r.stderr and not (tmp_path / "x").exists()
+    r = cli("merge", str(final.parent / "adapter"), "--base", str(tiny["student"]), "--out", str(out))
+    assert r.returncode == 2 and "exists; pass --overwrite" in r.stderr
