@@ -84,6 +84,8 @@ def _record_time(cfg: RecipeConfig, stage: str, seconds: float, before: str | No
     """Stage wall times for the report, in RUN_DIR/run.json. A stage finished earlier is skipped (a changed config
     is refused unless --overwrite), so it keeps the time of the run that did it; a resumed stage adds this run's
     time to the earlier attempts'."""
+    if _manifest_state(cfg, stage) is None:  # the stage wrote nothing (it failed first): nothing to record
+        return
     path = Path(cfg.run_dir) / "run.json"
     try:
         data = json.loads(path.read_text()) if path.is_file() else {}
@@ -91,12 +93,14 @@ def _record_time(cfg: RecipeConfig, stage: str, seconds: float, before: str | No
         data = {}
     # where each stage's output is (its output_dir may lie outside RUN_DIR): the report reads it from here
     data.setdefault("dirs", {})[stage] = str(cfg.stage_dir(stage))
-    if _manifest_state(cfg, stage) is None or (before == "complete" and not overwrite):
+    if before == "complete" and not overwrite:
+        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(data, indent=2))
         return
     stages = data.setdefault("stages", {})
     earlier = stages.get(stage, 0.0) if before == "partial" else 0.0
     stages[stage] = seconds + earlier
+    path.parent.mkdir(parents=True, exist_ok=True)  # every stage's output_dir may lie outside RUN_DIR
     atomic_write_text(path, json.dumps(data, indent=2))
 
 
