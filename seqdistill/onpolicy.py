@@ -59,16 +59,16 @@ def round_items(items: list[dict], r: int, per_round: int, seed: int) -> list[di
     return out
 
 
-def _round_store(root: Path, stage: str, chash: str) -> tuple[Store, bool]:
+def _round_store(root: Path, stage: str, chash: str) -> Store:
     store = Store(root)
-    resumed = store.prepare(stage, chash, {})
-    return store, resumed
+    store.prepare(stage, chash, {})
+    return store
 
 
 def sample_round(cfg: RecipeConfig, rd: Path, items: list[dict], model_path: str, r: int, chash: str) -> Store:
     """Step 1: the student's samples of this round's prompts (resumes by prompt)."""
     op = cfg.kd.onpolicy
-    store, _ = _round_store(rd / "samples", "kd-samples", chash)
+    store = _round_store(rd / "samples", "kd-samples", chash)
     if store.is_complete(chash):
         return store
     sampling = op.sampling.model_copy(update={"seed": op.sampling.seed + r})  # fresh samples every round
@@ -88,7 +88,7 @@ def score_round(cfg: RecipeConfig, rd: Path, samples: Store, chash: str) -> Stor
     from .chat import encode_prompt
 
     op, teacher = cfg.kd.onpolicy, cfg.need("teacher")
-    store, _ = _round_store(rd / "scored", "kd-scored", chash)
+    store = _round_store(rd / "scored", "kd-scored", chash)
     if store.is_complete(chash):
         return store
     t0 = time.perf_counter()
@@ -214,7 +214,7 @@ def run_rounds(cfg: RecipeConfig, out: Path, start: str, chash: str, rounds: int
         # previous round's model is the start
         final = train_round(cfg, rd, start if k.lora else str(model), adapter)
         log_hist = json.loads((rd / "train" / "train_log.json").read_text())
-        # each phase's own time, as its store recorded it (a resumed round keeps the first start's times)
+        # each phase's own time, as its store recorded it (a phase cut off and resumed counts its last start only)
         secs = {"sample": samples.manifest().get("seconds"), "score": scored.manifest().get("seconds"),
                 "train": next((e["train_runtime"] for e in reversed(log_hist) if "train_runtime" in e), None)}
         steps = max((e.get("step", 0) for e in log_hist), default=0)
