@@ -51,6 +51,12 @@ def writer_scope(fn):
     return wrapped
 
 
+def _bookkeeping(name: str) -> bool:
+    """Lock and owner files, and an owner file's in-flight temp copy (`..writer-shard-0-of-2.owner.<rand>.tmp`,
+    written by atomic_write_text): never work, never foreign, never removed by another writer's prepare."""
+    return name.lstrip(".").startswith(("lock", "writer"))
+
+
 def _owner_line(path: Path) -> str:
     try:
         o = json.loads(path.read_text())
@@ -254,8 +260,7 @@ class Store:
             return True
         if m is not None and not m.get("complete") and not self.has_work():
             return False  # a start that failed before writing any record: re-initialise, nothing is lost
-        foreign = ([p.name for p in self.root.iterdir() if p.name != MANIFEST
-                    and not p.name.startswith((".lock", ".writer"))]
+        foreign = ([p.name for p in self.root.iterdir() if p.name != MANIFEST and not _bookkeeping(p.name)]
                    if m is None and self.root.is_dir() else [])
         if (m is not None or foreign) and not overwrite:
             what = (f"holds {m.get('stage')} output of another config (hash {m.get('config_hash')}, "
@@ -276,10 +281,9 @@ class Store:
             if self.check(stage, config_hash, overwrite):
                 self._recover()
                 return True
-            if any(not p.name.startswith((".lock", ".writer")) for p in self.root.iterdir()):
-                for p in self.root.iterdir():
-                    if not p.name.startswith((".lock", ".writer")):
-                        shutil.rmtree(p) if p.is_dir() else p.unlink()
+            for p in self.root.iterdir():
+                if not _bookkeeping(p.name):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
             manifest = {"stage": stage, "config_hash": config_hash, "created": time.time(),
                         "versions": versions(), "complete": False, "parts": {}, "shards": {}, **meta}
             self._write_manifest(manifest)

@@ -371,6 +371,28 @@ def test_shard_writers_share_a_dir_but_not_a_shard_and_exclude_a_whole_dir_write
             p.wait()
 
 
+def test_a_shard_writer_is_not_refused_by_or_deletes_anothers_owner_file_in_flight(tmp_path):
+    """CI caught it: shard 1 started while shard 0 was writing its owner file through a temp name
+    (`..writer-shard-0-of-2.owner.<rand>.tmp`), called the dir "not empty" and refused; and a first prepare would
+    have deleted that temp file under shard 0's feet."""
+    from seqdistill.store import Store, writer_scope
+
+    root = tmp_path / "gen"
+    root.mkdir()
+    in_flight = root / "..writer-shard-0-of-2.owner.t6s21y72.tmp"
+    in_flight.write_text("{}")
+    (root / ".writer-shard-0-of-2.lock").write_text("")
+    assert writer_scope(lambda: Store(root).prepare("generate", "h", {}, shard="1/2"))() is False
+    assert in_flight.exists()  # left to its writer
+    other = tmp_path / "other"  # foreign files beside an owner file in flight are still refused, and named
+    other.mkdir()
+    (other / "..writer-shard-0-of-2.owner.abc.tmp").write_text("{}")
+    (other / "stray.txt").write_text("x")
+    from seqdistill.errors import DataError
+    with pytest.raises(DataError, match=r"is not empty \(stray.txt\)"):
+        writer_scope(lambda: Store(other).prepare("generate", "h", {}, shard="1/2"))()
+
+
 @pytest.mark.slow  # a subprocess run, killed or timed: the full suite (.ci/run) runs it
 def test_two_concurrent_generate_runs_write_each_record_once(tmp_path, tiny):
     """Two `seqdistill generate` on one run dir: the second exits 2 naming the first; the records are written once."""
