@@ -369,6 +369,9 @@ class KDSection(TrainSection):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the KD term: (1-alpha)·CE + alpha·T²·KD "
                          "(on-policy default 1: CE on the student's own unverified samples would teach its errors)")
     temperature: float = Field(1.0, gt=0.0, description="softens teacher and student (bucket tail needs 1)")
+    teacher_temperature: float = Field(1.0, gt=0.0, description=(
+        "tempers the teacher's target alone, after `temperature`: p^(1/T) renormalised over its categories; "
+        "below 1 sharpens it toward the teacher's greedy choice (bucket tail needs 1)"))
     divergence: Literal["forward", "reverse", "jsd"] = Field("forward",
         description="forward KL, reverse KL or generalized JSD (on-policy default: reverse)")
     jsd_beta: float = Field(0.5, gt=0.0, lt=1.0, description="JSD interpolation weight")
@@ -387,9 +390,10 @@ class KDSection(TrainSection):
         for key in self._UNUSED_BY_MODE.get(self.mode, ()):
             if key in self.model_fields_set:
                 raise ValueError(f"{key} is not used in kd.mode {self.mode}; remove it")
-        if self.mode in ("offline", "on-policy") and self.tail == "bucket" and self.temperature != 1.0:
-            raise ValueError(f"tail: bucket with temperature: {self.temperature}: the teacher's tail mass cannot be "
-                             "tempered exactly from stored top-K logprobs; set temperature: 1.0 or tail: renorm")
+        for key in ("temperature", "teacher_temperature"):
+            if self.mode in ("offline", "on-policy") and self.tail == "bucket" and getattr(self, key) != 1.0:
+                raise ValueError(f"tail: bucket with {key}: {getattr(self, key)}: the teacher's tail mass cannot be "
+                                 f"tempered exactly from stored top-K logprobs; set {key}: 1.0 or tail: renorm")
         if self.mode == "on-policy":
             # the student's own samples: reverse KL (mode-seeking, the per-token loss of on-policy distillation)
             # and no CE term unless asked for

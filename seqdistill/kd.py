@@ -89,10 +89,11 @@ def run_kd(cfg: RecipeConfig, resume: bool = False, overwrite: bool = False) -> 
     # every mode: the teacher's token ids must mean the same words to the student (offline included:
     # its stored ids and top-K rows are teacher ids)
     check_vocab(load_tokenizer(teacher_path(cfg, records, mode), **load_options(cfg.teacher)), student_tok)
-    if mode == "offline" and k.tail == "bucket" and k.temperature != 1.0:
-        raise ConfigError(f"kd.tail: bucket with kd.temperature: {k.temperature} is refused: the teacher's tail "
-                          "mass cannot be tempered exactly from stored top-K logprobs; set kd.temperature: 1.0 "
-                          "or kd.tail: renorm")
+    for key in ("temperature", "teacher_temperature"):
+        if mode == "offline" and k.tail == "bucket" and getattr(k, key) != 1.0:
+            raise ConfigError(f"kd.tail: bucket with kd.{key}: {getattr(k, key)} is refused: the teacher's tail "
+                              f"mass cannot be tempered exactly from stored top-K logprobs; set kd.{key}: 1.0 "
+                              "or kd.tail: renorm")
     if mode == "on-policy":
         from .onpolicy import run_onpolicy
 

@@ -12,7 +12,11 @@ Temperature T softens both sides: the student as softmax(z/T); the teacher as p^
 categories (exact for a full-vocabulary teacher). The tail bucket needs T = 1: tempering the teacher's tail
 needs how its mass is spread over the tokens we did not store, which we do not know (treating it as one token
 gave 0.31 nats/token with student == teacher at K=5, T=2), so bucket with T != 1 is refused; renorm is exact
-on the support at any T."""
+on the support at any T.
+A teacher temperature T' (kd.teacher_temperature) tempers the teacher's target alone, after T: p^(1/T')
+renormalised over its categories (T' < 1 sharpens it). Distilling from a teacher at T 1 pulls a student that is
+sharper than the teacher toward the teacher's entropy; a sharpened target pulls it toward the teacher's choices
+instead. Like T, it needs tail="renorm" (or a full-vocabulary teacher)."""
 
 from __future__ import annotations
 
@@ -117,9 +121,11 @@ def kd_and_ce_sums(student_logits: torch.Tensor, labels: torch.Tensor, topk_ids:
 
 
 def topk_categories(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor,
-                    temperature: float = 1.0, tail: str = "bucket") -> tuple[torch.Tensor, torch.Tensor]:
+                    temperature: float = 1.0, tail: str = "bucket",
+                    teacher_temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(teacher_lp, student_lp) over the teacher's top-K support (+ the tail bucket)."""
-    if tail == "bucket" and temperature != 1.0 and topk_ids.shape[-1] < student_logits.shape[-1]:
+    tempered = temperature != 1.0 or teacher_temperature != 1.0
+    if tail == "bucket" and tempered and topk_ids.shape[-1] < student_logits.shape[-1]:
         raise ValueError("tail='bucket' is exact only at temperature 1 (the teacher's tempered tail mass is "
                          "unknown); use temperature 1 or tail='renorm'")
     z = student_logits.float() / temperature
@@ -141,15 +147,16 @@ def topk_categories(student_logits: torch.Tensor, topk_ids: torch.Tensor, topk_l
         t, s = t_k, s_k - torch.logsumexp(s_k, -1, keepdim=True)
     else:
         raise ValueError(f"unknown tail mode {tail!r}")
-    if temperature != 1.0 or tail == "renorm":
-        t = F.log_softmax(t / temperature, -1)  # p^(1/T), renormalised over the categories
+    if tempered or tail == "renorm":
+        t = F.log_softmax(t / (temperature * teacher_temperature), -1)  # p^(1/T), renormalised over the categories
     return t, s
 
 
 def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, *, teacher_logits: torch.Tensor | None = None,
             topk_ids: torch.Tensor | None = None, topk_logprobs: torch.Tensor | None = None,
             temperature: float = 1.0, kind: str = "forward", beta: float = 0.5, tail: str = "bucket",
-            reduction: str = "mean", ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+            reduction: str = "mean", ignore_index: int = IGNORE_INDEX,
+            teacher_temperature: float = 1.0) -> torch.Tensor:
     """Divergence between teacher and student at every position whose label is not ignore_index.
 
     Inputs are aligned position by position (shift for next-token prediction before calling).
@@ -158,10 +165,10 @@ def kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, *, teacher_logit
     mask = labels != ignore_index
     if teacher_logits is not None:
         v = min(student_logits.shape[-1], teacher_logits.shape[-1])  # same tokenizer, padded embeddings
-        t = F.log_softmax(teacher_logits[..., :v].float() / temperature, -1)
+        t = F.log_softmax(teacher_logits[..., :v].float() / (temperature * teacher_temperature), -1)
         s = F.log_softmax(student_logits[..., :v].float() / temperature, -1)
     else:
-        t, s = topk_categories(student_logits, topk_ids, topk_logprobs, temperature, tail)
+        t, s = topk_categories(student_logits, topk_ids, topk_logprobs, temperature, tail, teacher_temperature)
     per_pos = divergence(t, s, kind, beta) * mask
     if reduction == "none":
         return per_pos

@@ -166,7 +166,7 @@ def make_kd_trainer():
                             position_ids=inputs.get("position_ids"), use_cache=False, logits_to_keep=keep)
                 logits, kept = out.logits, labels[:, keep]
                 t_ids, t_lps = inputs["topk_ids"][:, 1:][:, keep], inputs["topk_logprobs"][:, 1:][:, keep]
-                if FUSED_BUCKET and k.tail == "bucket" and k.temperature == 1.0:
+                if FUSED_BUCKET and k.tail == "bucket" and k.temperature == 1.0 == k.teacher_temperature:
                     # one vocabulary pass each way for CE and KD together (kd_loss.kd_and_ce_sums); alpha 1
                     # (on-policy's default) computes no CE term at all
                     ce_sum, kd_sum = kd_and_ce_sums(logits, kept, t_ids, t_lps, kind=k.divergence, beta=k.jsd_beta,
@@ -175,7 +175,8 @@ def make_kd_trainer():
                     ce_sum = logits.new_zeros((), dtype=torch.float32) if k.alpha == 1 else F.cross_entropy(
                         logits.flatten(0, 1).float(), kept.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
                     kd_sum = kd_loss(logits, kept, topk_ids=t_ids, topk_logprobs=t_lps, temperature=k.temperature,
-                                     kind=k.divergence, beta=k.jsd_beta, tail=k.tail, reduction="sum")
+                                     kind=k.divergence, beta=k.jsd_beta, tail=k.tail, reduction="sum",
+                                     teacher_temperature=k.teacher_temperature)
             else:
                 out = None
                 ce_sum, kd_sum = self._online(model, inputs, labels)
@@ -233,7 +234,8 @@ def make_kd_trainer():
                 ce = F.cross_entropy(s_logits.flatten(0, 1).float(), lab.flatten(), ignore_index=IGNORE_INDEX,
                                      reduction="sum")
                 kd = kd_loss(s_logits, lab, teacher_logits=t_logits, temperature=k.temperature,
-                             kind=k.divergence, beta=k.jsd_beta, reduction="sum")
+                             kind=k.divergence, beta=k.jsd_beta, reduction="sum",
+                             teacher_temperature=k.teacher_temperature)
                 return ce, kd
 
             ce_sum = kd_sum = hs.new_zeros((), dtype=torch.float32)

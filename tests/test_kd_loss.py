@@ -196,3 +196,54 @@ def test_fused_terms_leave_the_callers_logits_untouched():
     before = logits.detach().clone()
     kd_and_ce_sums(logits, torch.tensor([[1, 2, 3, 4]]), torch.tensor([[[0, 1]] * 4]), torch.full((1, 4, 2), -1.0))
     assert torch.equal(logits.detach(), before)  # fp32 input: masked on a copy, never in place
+
+
+# ------------------------------------------------------------------ a sharpened teacher target (kd.teacher_temperature)
+@pytest.mark.parametrize("kind", ["forward", "reverse"])
+@pytest.mark.parametrize("tt", [0.5, 0.7, 2.0])
+def test_teacher_temperature_tempers_the_target_alone(kind, tt):
+    """The loss is zero exactly where the student equals the tempered teacher (logits / T'), not the teacher, and
+    the same with a top-K teacher over its support (renorm) as with full logits."""
+    g = torch.Generator().manual_seed(3)
+    teacher = torch.randn(2, 4, 30, generator=g) * 3
+    labels = torch.zeros(2, 4, dtype=torch.long)
+    at_target = kd_loss(teacher / tt, labels, teacher_logits=teacher, kind=kind, teacher_temperature=tt)
+    at_teacher = kd_loss(teacher, labels, teacher_logits=teacher, kind=kind, teacher_temperature=tt)
+    assert abs(at_target.item()) < 1e-5 and at_teacher.item() > 1e-3
+    ids, vals = _topk_from(teacher, 30)  # K = vocab: the support is everything
+    full_k = kd_loss(teacher, labels, topk_ids=ids, topk_logprobs=vals, tail="renorm", kind=kind,
+                     teacher_temperature=tt)
+    torch.testing.assert_close(full_k, at_teacher)
+    ids, vals = _topk_from(teacher, 5)
+    with pytest.raises(ValueError, match="temperature 1"):
+        kd_loss(teacher, labels, topk_ids=ids, topk_logprobs=vals, tail="bucket", teacher_temperature=tt)
+
+
+def test_a_sharpened_target_lowers_the_entropy_of_a_student_equal_to_the_teacher():
+    """What the option is for: at T' 1 a student equal to the teacher gets no gradient; at T' < 1 one descent
+    step makes it sharper (the target is the teacher's choices, not its spread)."""
+    g = torch.Generator().manual_seed(4)
+    teacher = torch.randn(3, 6, 50, generator=g)
+    labels = torch.zeros(3, 6, dtype=torch.long)
+
+    def entropy(z):
+        lp = torch.log_softmax(z, -1)
+        return -(lp.exp() * lp).sum(-1).mean()
+
+    for tt, sharper in ((1.0, False), (0.5, True)):
+        student = teacher.clone().requires_grad_()
+        kd_loss(student, labels, teacher_logits=teacher, kind="reverse", teacher_temperature=tt,
+                reduction="sum").backward()
+        stepped = (student - 0.5 * student.grad).detach()
+        assert bool(entropy(stepped) < entropy(teacher) - 1e-3) is sharper
+        assert bool(student.grad.abs().max() < 1e-6) is not sharper
+
+
+def test_teacher_temperature_with_a_bucket_tail_is_refused_at_load(make_cfg):
+    from seqdistill.errors import ConfigError
+
+    for mode in ("offline", "on-policy"):
+        with pytest.raises(ConfigError, match="tail: bucket with teacher_temperature: 0.5"):
+            make_cfg(kd={"mode": mode, "teacher_temperature": 0.5, "max_steps": 1})
+        cfg = make_cfg(kd={"mode": mode, "teacher_temperature": 0.5, "tail": "renorm", "max_steps": 1})
+        assert cfg.kd.teacher_temperature == 0.5
