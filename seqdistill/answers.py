@@ -21,11 +21,12 @@ normalisation (both sides)
            a trailing period; \\dfrac/\\tfrac -> \\frac
   {,} -> ,  (LaTeX thousands separator)        ^\\circ ^{\\circ} ° \\degree  (degrees, as math-verify)
   a leading single-letter assignment "x = 18" -> 18 (math-verify compares the right-hand side)
-  units after a number, only those in UNITS: \\text{..} / \\mbox{..} / \\mathrm{..} ("18 \\text{ dollars}") or plain
-  words ("18 dollars"; one- and two-letter units as plain words only for numeric tasks); both sides with a unit:
-  the units must match. Other words after a number ("5 thousand", "7 squared", "5 or more") are never
-  dropped: such an answer is wrong against a plain number. Numeric tasks also drop a plural count noun
-  ("18 apples"), which names what is counted and cannot scale the number.
+  units after a number (units.py): the names in UNITS and physical symbols with powers, products and
+  quotients ("12 \\text{ cm}^2", "5 m/s^2", "13.6 \\mathrm{~eV}"), in \\text{} or as plain words (one-letter
+  plain symbols only for numeric tasks); both sides with a unit: the units must match, never converted. Scale
+  words ("3 million", "2 dozen") scale the number (verify.fast_check decides against the gold); other words
+  after a number ("7 squared", "5 or more") are never dropped: such an answer is wrong against a plain number.
+  Numeric tasks also drop a plural count noun ("18 apples"), which names what is counted.
   %: by value ("50\\%" = 0.5), or the field's convention that a percentage gold is the number of percent
   ("50\\%" answers gold 50, as lighteval) where that gold is at least 1 (or 0): "0.5\\%" never answers 0.5.
   lists: a comma followed by a space separates items ("2, 250" is two numbers).
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from .think import split_reasoning
+from .units import canonical_name, split_unit
 
 MAX_ANSWER_CHARS = 1000  # longer "answers" are not answers: unverifiable, never sent to sympy
 _MAX_NUMBER_CHARS = 80
@@ -309,6 +311,32 @@ QUALIFIERS = frozenset(
     "than each k m bn one two three four five six seven eight nine ten ones tens".split())
 
 
+# scale words: "3 million" is 3000000 - or 3, where the question counts in millions (decided in verify.fast_check)
+SCALES = {"thousand": 1000, "million": 10 ** 6, "billion": 10 ** 9, "trillion": 10 ** 12, "dozen": 12,
+          "hundred": 100}
+_RATIO_SPLIT = re.compile(r"\s*(?<!:)(?::|\\colon)(?!:)\s*")
+
+
+def scale_of(words: str | None) -> tuple[int, str | None] | None:
+    """(the factor, what follows it) for trailing words that start with one scale word ("million",
+    "dozen eggs", "thousand dollars"), else None."""
+    parts = (words or "").lower().rstrip(".").split(maxsplit=1)
+    if not parts:
+        return None
+    factor = SCALES.get(parts[0]) or SCALES.get(parts[0][:-1] if parts[0].endswith("s") else "")
+    return (factor, parts[1] if len(parts) > 1 else None) if factor else None
+
+
+def ratio_terms(ans: str, task: "Task") -> list[Fraction] | None:
+    """"1:2:3" or "3 \\colon 4" -> the terms' values, in order; None unless every term is a number."""
+    s = ans.strip().replace("$", "").strip()
+    parts = _RATIO_SPLIT.split(s)
+    if len(parts) < 2 or len(s) > 200:
+        return None
+    values = [parse_number(_SPACING.sub("", p), task.decimal_comma) for p in parts]
+    return None if any(v is None for v in values) else values
+
+
 @dataclass(frozen=True)
 class NumericForm:
     text: str  # what is left for the number grammar (without the trailing unit or words)
@@ -409,7 +437,10 @@ def numeric_form(ans: str, task: Task) -> NumericForm:
     s = ans.strip()
     s = s.replace("{,}", ",").replace("\\!", "")
     unit = words = None
-    m = _TRAILING_TEXT.search(s)
+    split = split_unit(s, UNITS, letters_are_units=task.plain_units)  # "12 \text{ cm}^2", "5 m/s^2", "13.6 eV"
+    if split:
+        s, unit = split
+    m = None if split else _TRAILING_TEXT.search(s)
     if m:  # a unit is dropped; other words are set aside and reported (the number alone is not the answer)
         unit = _unit_of(m.group(1), spelled_out_only=False)
         if unit is None and task.plain_units and _is_count_noun(m.group(1)):
@@ -433,7 +464,7 @@ def numeric_form(ans: str, task: Task) -> NumericForm:
     is_list = _LIST_COMMA.search(s) is not None
     s = _SPACING.sub("", s).rstrip(".")
     s = _ASSIGN.sub("", s)
-    return NumericForm(s, had_percent, unit, words, is_list)
+    return NumericForm(s, had_percent, canonical_name(unit), words, is_list)
 
 
 def list_numbers(ans: str, task: Task) -> list[Fraction] | None:

@@ -33,7 +33,9 @@ from .answers import (
     list_numbers,
     numeric_form,
     parse_number,
+    ratio_terms,
     rejects_a_value,
+    scale_of,
 )
 from .think import split_reasoning
 
@@ -98,6 +100,9 @@ def fast_check(pred: str, gold: str, task: Task) -> tuple[str, str] | None:
         if len(named) > 1:
             return WRONG, f"names several choices {''.join(sorted(named))}; one is asked for"
         return (CORRECT if p == g else WRONG), f"choice {p} vs {g}"
+    pr, gr = ratio_terms(pred, task), ratio_terms(gold, task)
+    if pr or gr:
+        return _ratio_verdict(pr, gr)
     pv, gv = _assigned(pred), _assigned(gold)
     if pv and gv and pv != gv:
         return WRONG, f"assigns {pv}, the gold assigns {gv}"
@@ -106,6 +111,9 @@ def fast_check(pred: str, gold: str, task: Task) -> tuple[str, str] | None:
     g = None if gf.is_list or gf.words else parse_number(gf.text, task.decimal_comma)
     if g is not None and p is None and pf.is_list and list_numbers(pred, task):
         return WRONG, f"a list of numbers ({pred[:40]!r}) against one number {_show(g)}"
+    scaled = _scale_verdict(pf, gf, task)
+    if scaled is not None:
+        return scaled
     if p is None and pf.words and pf.words != gf.words and not pf.is_list \
             and parse_number(pf.text, task.decimal_comma) is not None:
         # "5 thousand", "3 dozen", "5 or more", "7 squared": math-verify reads some of these as the bare number
@@ -123,6 +131,39 @@ def fast_check(pred: str, gold: str, task: Task) -> tuple[str, str] | None:
     if light_normalize(pred) == light_normalize(gold):
         return CORRECT, f"same text {light_normalize(gold)!r}"
     return None
+
+
+def _ratio_verdict(pr: list[Fraction] | None, gr: list[Fraction] | None) -> tuple[str, str]:
+    """Ratios are ordered: the same terms in the same order are correct, 2:1 against 1:2 is wrong. Equivalent
+    but not equal (2:4 against 1:2: the question may ask for simplest form; 2:30 may be a time) and a ratio
+    against a single value (1:2 against 1/2: read as a division, 2:1 would answer 2) are not guessed."""
+    if pr and gr:
+        shown = f"{':'.join(map(_show, pr))} vs {':'.join(map(_show, gr))}"
+        if pr == gr:
+            return CORRECT, f"ratio {shown}"
+        if len(pr) == len(gr) and all(b != 0 for b in gr) and len({a / b for a, b in zip(pr, gr)}) == 1:
+            return UNVERIFIABLE, f"ratio {shown}: equivalent, not equal (simplest form may be asked)"
+        return WRONG, f"ratio {shown}"
+    return UNVERIFIABLE, "a ratio against a single value: not compared (a ratio is not a division)"
+
+
+def _scale_verdict(pf, gf, task: Task) -> tuple[str, str] | None:
+    """A scale word on either side ("3 million", "2 dozen"): correct when the scaled values are equal (3 million
+    = 3000000); when the numbers are equal but only one side is scaled (3 million against 3), the question may
+    count in millions: not decided here (the question's text is not read), unverifiable; otherwise wrong."""
+    ps, gs = scale_of(pf.words), scale_of(gf.words)
+    if not (ps or gs) or pf.is_list or gf.is_list:
+        return None
+    (pk, p_rest), (gk, g_rest) = ps or (1, pf.words), gs or (1, gf.words)
+    p, g = parse_number(pf.text, task.decimal_comma), parse_number(gf.text, task.decimal_comma)
+    if p is None or g is None or (p_rest and g_rest and p_rest != g_rest):
+        return None
+    if p * pk == g * gk and pf.percent == gf.percent:
+        return CORRECT, f"{_show(p)} x {pk} == {_show(g)} x {gk}"
+    if p == g and pk != gk:
+        return UNVERIFIABLE, (f"{_show(p)} with scale {pk} against {gk}: the question may count in that scale "
+                              "(its text is not read here)")
+    return WRONG, f"{_show(p * pk)} != {_show(g * gk)}"
 
 
 _ASSIGNED = re.compile(r"^\s*\$?\s*([A-Za-z])\s*=\s*(?=[^=])")
