@@ -440,6 +440,9 @@ class EvalConfig(EngineConfig):
                                                      "after a warm-up, apart from the scored samples (0: no timing)")
     speed_repeats: int = Field(3, ge=1, description="timed passes per model; tok/s is their median, the spread "
                                                     "their min-max")
+    speed_budget_s: float = Field(120.0, gt=0, description="timed passes of one model stop once this many "
+                                  "seconds are spent (at least one pass): a slow CPU times fewer passes of the same "
+                                  "work, instead of minutes per model")
     speed_tokens: int = Field(256, ge=1, description="tokens every timed sequence decodes, end-of-sequence ignored "
                               "(at most sampling.max_tokens), so every model is timed on the same work")
 

@@ -184,20 +184,23 @@ def speed_key(cfg: RecipeConfig, path: str) -> str:
 
     e = cfg.eval
     return identity(e.backend, e.batch_size, cfg.num_threads, e.vllm, e.speed_prompts, e.speed_repeats,
-                    e.speed_tokens, "fixed-length",  # the protocol: timings taken before it are measured again
+                    e.speed_tokens, e.speed_budget_s, "fixed-length",  # the protocol: timings taken before it are measured again
                     e.sampling.model_dump(mode="json"), fingerprint(path),
                     None if backend_class(e.backend).local_weights else e.openai.model_dump(mode="json"),
                     platform.node(), platform.machine(), os.cpu_count())
 
 
-def measure_speed(backend, prompts: list, params, repeats: int, label: str, tokens: int) -> dict:
+def measure_speed(backend, prompts: list, params, repeats: int, label: str, tokens: int,
+                  budget_s: float = float("inf")) -> dict:
     """Tokens/s of one model: a warm-up request first (the first pass of a fresh engine or process is slower:
     an identical copy of a model timed second looked 1.2-2x faster), then `repeats` timed passes over the same
     prompts as one batch, every sequence decoding exactly `tokens` tokens (end-of-sequence ignored). Without the
     fixed length a batch's time is its longest answer's: on GSM8K one 768-token loop among eight ~300-token
     answers made a merged copy of the 0.5B student time at 46 tok/s against the original's 73. Reports the
     median and the min-max spread, and whether every sequence really decoded `tokens` (`fixed_length`: a
-    backend that cannot ignore the end of sequence, such as a generic OpenAI-compatible API, cannot)."""
+    backend that cannot ignore the end of sequence, such as a generic OpenAI-compatible API, cannot). Passes stop
+    once `budget_s` is spent (at least one): on an AVX2-only CPU three passes of the teacher took 8.5 minutes, a
+    third of the main job's eval; each pass is the same work, so fewer passes only widen the spread."""
     import statistics
 
     from .sampling import sample
@@ -206,8 +209,12 @@ def measure_speed(backend, prompts: list, params, repeats: int, label: str, toke
         return {"runs": [], "tokens_per_s": None, "tokens_per_s_spread": None, "s_per_problem": None}
     sample(backend, prompts[:1], replace(params, n=1, max_tokens=min(8, params.max_tokens), thinking_budget=None))
     timed = replace(params, max_tokens=min(tokens, params.max_tokens), ignore_eos=True, stop=[], thinking_budget=None)
-    runs, fixed = [], True
+    runs, fixed, start = [], True, time.perf_counter()
     for i in range(repeats):
+        if runs and time.perf_counter() - start >= budget_s:
+            log.info("eval %s: speed: %d of %d passes in the %.0f s budget (eval.speed_budget_s)", label, len(runs),
+                     repeats, budget_s)
+            break
         t0 = time.perf_counter()
         outs = sample(backend, prompts, timed)
         dt = time.perf_counter() - t0
@@ -300,7 +307,7 @@ def sample_model(cfg: RecipeConfig, folder: Path, label: str, mcfg, path: str, i
             def timed(backend, prompts):  # while the engine is open
                 if need_speed:
                     speed = measure_speed(backend, prompts[:e.speed_prompts], to_params(e.sampling),
-                                          e.speed_repeats, label, e.speed_tokens)
+                                          e.speed_repeats, label, e.speed_tokens, e.speed_budget_s)
                     sub.update_manifest(speed={"key": skey, **speed})
 
             # done: every prompt already on disk when only the timing is stale (nothing is regenerated)

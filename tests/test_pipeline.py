@@ -287,9 +287,9 @@ def test_eval_speed_is_timed_after_a_warm_up_repeated_and_re_measured_when_setti
     calls = []
     real = evaluate.measure_speed
 
-    def spy(backend, prompts, params, repeats, label, tokens):
+    def spy(backend, prompts, params, repeats, label, tokens, budget_s):
         calls.append((label, len(prompts), repeats))
-        return real(backend, prompts, params, repeats, label, tokens)
+        return real(backend, prompts, params, repeats, label, tokens, budget_s)
 
     monkeypatch.setattr(evaluate, "measure_speed", spy)
     ev = {**EVAL, "models": ["teacher", "student"], "speed_prompts": 2, "speed_repeats": 3}
@@ -311,6 +311,24 @@ def test_eval_speed_is_timed_after_a_warm_up_repeated_and_re_measured_when_setti
     assert len(calls) == 6
     assert json.loads((out / "eval.json").read_text())["models"]["teacher"]["speed_tokens_per_sequence"] == 4
     assert sorted(p.stat().st_mtime_ns for p in (out / "teacher" / "data").glob("*.parquet")) == shards
+
+
+def test_eval_speed_stops_timing_passes_at_its_budget_but_always_times_one(monkeypatch):
+    """A slow CPU gets fewer passes of the same work, not minutes per model (eval.speed_budget_s)."""
+    from seqdistill import evaluate, sampling
+    from seqdistill.backends.base import Completion, Params
+
+    def slow_sample(backend, prompts, params):  # every pass takes 0.2 s; the warm-up nothing
+        if params.max_tokens > 8:
+            time.sleep(0.2)
+        return [[Completion("x", "length", params.max_tokens, 1)] for _ in prompts]
+
+    monkeypatch.setattr(sampling, "sample", slow_sample)
+    params = Params(n=1, temperature=0.0, max_tokens=16)
+    assert len(evaluate.measure_speed(None, ["a", "b"], params, 5, "m", 16, budget_s=0.3)["runs"]) == 2
+    assert len(evaluate.measure_speed(None, ["a", "b"], params, 5, "m", 16, budget_s=0.01)["runs"]) == 1
+    full = evaluate.measure_speed(None, ["a", "b"], params, 3, "m", 16)
+    assert len(full["runs"]) == 3 and full["fixed_length"] and full["tokens_per_sequence"] == 16
 
 
 def test_train_eval_overlap_counts_what_reached_the_student_not_what_the_filter_removed(tmp_path):
