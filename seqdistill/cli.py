@@ -34,7 +34,14 @@ def _setup_logging(verbose: bool) -> None:
 
 def _config(recipe: Optional[Path], sets: Optional[list[str]], flags: dict) -> RecipeConfig:
     # real flags are just named overrides: same dict, same validation, same error messages
-    return load_recipe(recipe, list(sets or []), flags)
+    cfg = load_recipe(recipe, list(sets or []), flags)
+    if recipe is not None:
+        from .hardware import expected_time
+
+        line = expected_time(Path(recipe).read_text(errors="replace"))
+        if line:
+            logging.getLogger("seqdistill").info("%s", line)
+    return cfg
 
 
 def _show_report(path: Path) -> None:

@@ -94,3 +94,34 @@ def describe_training(key: str, bf16: bool, compile_: bool, requested_compile, t
            else "auto: measured 1.46x on AMX" if compile_ else "auto: not measured on this CPU class, off")
     return (f"{key}: cpu {cpu_class()} -> {'bf16' if bf16 else 'fp32'}; compile {'on' if compile_ else 'off'} "
             f"({why}); threads {threads or 'all cores'}")
+
+
+def expected_time(recipe_text: str, flags: set[str] | None = None) -> str | None:
+    """The recipe header's "Expected time" comment (its measured times), with this CPU's class beside it, and a
+    warning where those times were measured with native bf16 (AVX-512 BF16 / AMX) and this CPU has none: a new
+    user on a slower CPU then knows a quiet first minute is a slow machine, not a hang. None without such a line."""
+    import re
+
+    header = []
+    for line in recipe_text.splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line[1:])
+    found = []
+    for line in header:
+        if re.match(r"\s*Expected time", line, re.IGNORECASE):
+            found = [line.strip()]
+        elif found and re.match(r"\s{2,}\S", line) and not re.match(r"\s*[A-Z][\w ]*:", line):
+            found.append(line.strip())  # an indented continuation of it
+        elif found:
+            break
+    if not found:
+        return None
+    text = " ".join(" ".join(found).split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    line = f"recipe header: {text} [this CPU: {cpu_class(flags)}]"
+    if re.search(r"avx-?512|amx|bf16", text, re.IGNORECASE) and not native_bf16(flags):
+        line += " - those times were measured with native bf16, which this CPU lacks: expect it to take several "\
+                "times longer (fewer prompts: data.limit or data.synthetic.n)"
+    return line
+

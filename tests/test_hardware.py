@@ -75,3 +75,32 @@ def test_no_shipped_cpu_recipe_forces_bf16_or_compile():
             if sec is not None:
                 assert sec.bf16 is None, f"{path.name}: {key}.bf16 is forced"
                 assert sec.compile in (False, "auto"), f"{path.name}: {key}.compile is forced on"
+
+
+def test_a_stage_start_says_the_recipes_expected_time_and_warns_where_this_cpu_is_slower(tmp_path, caplog):
+    """The recipe header's measured time is logged once at the start, with this CPU's class; on a CPU without
+    native bf16 a header measured with it gets a warning (a quiet first minute is a slow machine, not a hang)."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    from seqdistill import cli
+    from seqdistill.hardware import expected_time
+
+    header = ("# Demo.\n# Command: seqdistill run R\n# Expected time: 11 min on 2 cores (AVX-512\n"
+              "#   BF16 CPU), measured in docs/demo.md.\n# Expected result: 80%.\nrun_dir: x\n")
+    fast, slow = expected_time(header, {"avx2", "avx512f", "avx512_bf16"}), expected_time(header, {"avx2"})
+    assert fast == ("recipe header: Expected time: 11 min on 2 cores (AVX-512 BF16 CPU), measured in docs/demo.md. "
+                    "[this CPU: avx512-bf16]")
+    assert slow.startswith(fast.replace("avx512-bf16", "avx2, no native bf16")) and "several times longer" in slow
+    assert "80%" not in slow  # the next header key is not part of it
+    assert expected_time("# Demo.\nrun_dir: x\n# Expected time: not a header line\n") is None
+    assert expected_time("# Expected time: 5 min on any CPU.\n", {"avx2"}).endswith("[this CPU: avx2, no native bf16]")
+
+    from conftest import REPO
+
+    with caplog.at_level(logging.INFO):
+        res = CliRunner().invoke(cli.app, ["filter", "-r", str(REPO / "recipes/demo/cpu.yaml"), "--set",
+                                           f"run_dir={tmp_path}"])  # no generate output yet: a one-line refusal
+    assert res.exit_code == 2
+    assert sum("recipe header: Expected time: 10.9 min" in r.getMessage() for r in caplog.records) == 1
