@@ -184,7 +184,8 @@ def speed_key(cfg: RecipeConfig, path: str) -> str:
 
     e = cfg.eval
     return identity(e.backend, e.batch_size, cfg.num_threads, e.vllm, e.speed_prompts, e.speed_repeats,
-                    e.speed_tokens, e.speed_budget_s, "fixed-length",  # the protocol: timings taken before it are measured again
+                    e.speed_tokens, e.speed_budget_s,
+                    "fixed-length",  # the protocol: timings taken before it are measured again
                     e.sampling.model_dump(mode="json"), fingerprint(path),
                     None if backend_class(e.backend).local_weights else e.openai.model_dump(mode="json"),
                     platform.node(), platform.machine(), os.cpu_count())
