@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -549,21 +547,6 @@ def stage_hash(cfg: RecipeConfig, *keys: str, drop: tuple[str, ...] = ()) -> str
         if isinstance(payload.get(head), dict):
             payload[head].pop(leaf, None)
     return identity(payload)
-
-
-def legacy_stage_hash(cfg: RecipeConfig, *keys: str, drop: tuple[str, ...] = ()) -> str:
-    """The identity seqdistill <= 0.1 wrote (every key, defaults included): only to recognise its manifests
-    (Store.adopt)."""
-    payload = {}
-    for key in keys:
-        value = getattr(cfg, key)
-        payload[key] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-    for dotted in drop:
-        head, _, leaf = dotted.partition(".")
-        if isinstance(payload.get(head), dict):
-            payload[head].pop(leaf, None)
-    blob = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- loading

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from . import legacy
 from .answers import FORMAT_FORMS_EXCLUDED, answer_form
 from .backends import backend_class
-from .config import RecipeConfig, legacy_stage_hash, stage_hash
+from .config import RecipeConfig, stage_hash
 from .data import load_prompts
 from .engine import Engine, sample_into
 from .errors import ConfigError, DataError
@@ -290,12 +291,11 @@ def sample_model(cfg: RecipeConfig, folder: Path, label: str, mcfg, path: str, i
     """One model's eval samples in `folder` (resumed from disk), timed for speed unless `batch_size` is given
     (a repeat at another batch size: eval.repeat_models)."""
     e, bench = cfg.eval, cfg.eval.data
-    base_hash, legacy_base = stage_hash(cfg, "prompt"), legacy_stage_hash(cfg, "prompt")
+    base_hash = stage_hash(cfg, "prompt")
     sub = Store(folder)
     fp = fingerprint(path)
     chash = identity(base_hash, bench, e.sampling, e.backend, fp, *([batch_size] if batch_size else []))
-    sub.adopt(hashlib.sha256(json.dumps([legacy_base, bench.model_dump(mode="json"), e.sampling.model_dump(),
-                                         e.backend, fp]).encode()).hexdigest()[:16], chash)
+    sub.adopt(legacy.eval_identity(cfg, bench, e.sampling, e.backend, fp), chash)
     resumed = sub.prepare("eval-generate", chash, {"model": path, "label": label}, overwrite)
     with sub.clean_on_refusal(resumed):  # a refusal before any sample leaves no manifest
         m = sub.manifest()

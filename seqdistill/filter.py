@@ -13,9 +13,10 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from . import legacy
 from .cards import write_filter_card
 from .chat import load_template
-from .config import RecipeConfig, legacy_stage_hash, stage_hash
+from .config import RecipeConfig, stage_hash
 from .data import load_prompts
 from .errors import ConfigError, DataError
 from .labels import apply_labels, majority_labels
@@ -254,7 +255,7 @@ def run_filter(cfg: RecipeConfig, overwrite: bool = False) -> Path:
     drop = ("filter.output_dir", "filter.num_workers", "filter.input_dir")
     upstream = source.manifest()["config_hash"]  # chained: another generate output is another filter identity
     chash = identity(stage_hash(cfg, "filter", "prompt", drop=drop), upstream)
-    store.adopt(f"{legacy_stage_hash(cfg, 'filter', 'prompt', drop=drop)}-{upstream}", chash)
+    store.adopt(legacy.filter_identity(cfg, drop, upstream), chash)
     resumed = store.prepare("filter", chash, {"input_dir": str(src)}, overwrite)
     if resumed and store.is_complete() and Store(out, "rejected").is_complete():
         log.info("filter: %s already complete for this config", out)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from . import legacy
 from .backends import backend_class
 from .cards import write_generate_card
-from .config import RecipeConfig, legacy_stage_hash, stage_hash
+from .config import RecipeConfig, stage_hash
 from .data import load_prompts, parse_shard, select_shard
 from .engine import Engine, sample_into
 from .models import resolve, set_threads
@@ -38,7 +39,7 @@ def run_generate(cfg: RecipeConfig, overwrite: bool = False, backend=None) -> Pa
         if backend is None and backend_class(kind).local_weights:
             resolve(model.path, model.gguf_file)  # a wrong model path fails before anything is written
     store = Store(out)
-    store.adopt(legacy_stage_hash(cfg, *keys, drop=drop), chash)
+    store.adopt(legacy.generate_identity(cfg, keys, drop), chash)
     teacher_meta = specs[0][1].model_dump() if not cfg.teachers else [t.model_dump() for t in cfg.teachers]
     resumed = store.prepare("generate", chash, {
         "teacher": teacher_meta, "backend": g.backend, "sampling": g.sampling.model_dump(),

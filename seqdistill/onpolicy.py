@@ -28,9 +28,10 @@ from .backends import backend_class
 from .config import ModelConfig, RecipeConfig
 from .engine import Engine, sample_into
 from .errors import DataError
+from .legacy import onpolicy_identity as onpolicy_legacy
 from .records import RECORD_SCHEMA, answer_text, encode_topk
 from .sampling import open_backend, to_params
-from .store import Store, atomic_write_text, identity, input_fingerprint, writer_scope
+from .store import Store, atomic_write_text, identity, writer_scope
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +261,7 @@ def run_onpolicy(cfg: RecipeConfig, start: str, source: Path, overwrite: bool = 
                         drop=("kd.output_dir", "kd.compile", "kd.init_from", "kd.dataset"))
     items = kept_items(str(source))
     chash = identity(config, [identity([(it["id"], it["question"]) for it in items]), model_digest(start)])
-    legacy = identity(stage_hash(hcfg, "student", "kd", "teacher", "prompt", drop=("kd.output_dir", "kd.compile")),
-                      [input_fingerprint(source)] + ([input_fingerprint(start)] if Path(start).exists() else []))
+    legacy = onpolicy_legacy(hcfg, stage_hash, source, start)
     store = Store(out)
     store.adopt(legacy, chash)  # a run started before identities were by content: the same run
     m = store.manifest()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import importlib.util
 import json
 import logging
@@ -15,7 +14,8 @@ import re
 import time
 from pathlib import Path
 
-from .config import RecipeConfig, TrainSection, legacy_stage_hash, stage_hash
+from . import legacy
+from .config import RecipeConfig, TrainSection, stage_hash
 from .errors import ConfigError, DataError
 from .models import load_causal_lm, load_options, load_tokenizer, resolve, set_threads, stop_at_end_of_turn
 from .store import Store, atomic_write_text, identity, input_fingerprint, readable_by_umask, writer_scope
@@ -465,8 +465,7 @@ def train_stage(cfg: RecipeConfig, key: str, section: TrainSection, dataset_defa
     if build_kwargs.get("adapter") is not None:  # the adapter training continues is part of the start state
         upstream.append(input_fingerprint(build_kwargs["adapter"]))
     chash = identity(stage_hash(cfg, *keys, drop=drop), upstream)
-    store.adopt(hashlib.sha256(f"{legacy_stage_hash(cfg, *keys, drop=drop)}{upstream}".encode()).hexdigest()[:16],
-                chash)
+    store.adopt(legacy.train_identity(cfg, keys, drop, upstream), chash)
     if store.is_complete(chash) and not overwrite:
         log.info("%s: %s already holds the trained model for this config", key, out)
         return out / "model"

@@ -132,8 +132,8 @@ def test_manifests_of_the_earlier_identity_are_adopted_not_refused(make_cfg):
     identity, without --overwrite and without regenerating anything."""
     import json
 
-    from seqdistill.config import legacy_stage_hash
     from seqdistill.generate import run_generate
+    from seqdistill.legacy import stage_hash as legacy_stage_hash
     from seqdistill.store import Store
 
     cfg = make_cfg()
