@@ -30,6 +30,12 @@ def test_auto_follows_the_cpu(cpu):
     assert hardware.weights_dtype("auto", "cpu") == torch.bfloat16 and hardware.cpu_class() == "amx"
     cpu(AVX2 | {"avx512f"})
     assert hardware.train_bf16(None, "sft") is False and hardware.cpu_class() == "avx512, no native bf16"
+    # AVX-512 BF16 without AMX: bf16 natively, but compile was measured only with AMX, so auto leaves it off
+    cpu(AVX2 | {"avx512f", "avx512_bf16"})
+    assert hardware.train_bf16(None, "sft") is True and hardware.cpu_class() == "avx512-bf16"
+    assert hardware.train_compile("auto", "sft") is False and hardware.train_compile(True, "sft") is True
+    assert "compile off (auto: not measured on this CPU class, off)" in hardware.describe_training(
+        "kd", True, False, "auto", 2)
 
 
 def test_explicit_bf16_on_a_cpu_without_it_warns_once_with_the_reason(cpu, caplog):
