@@ -238,7 +238,13 @@ def test_vllm_score_is_the_engines_prompt_distribution_and_matches_hf(lane):
     want = hf.score(seqs, k=5)
     for (p, c), (ids, lps), (hids, hlps) in zip(seqs, got, want):
         assert ids.shape == (len(c), 5) and lps.dtype == np.float16
-        assert (ids[:, 0] == hids[:, 0]).all()  # the best token at every position
+        # the best token at every position; a random tiny model has near-ties, where engine numerics may pick the
+        # other one: then vLLM's pick must be in HF's top-K with (up to numerics) HF's best log-prob
+        for pos in np.flatnonzero(ids[:, 0] != hids[:, 0]):
+            assert ids[pos, 0] in hids[pos], (pos, ids[pos], hids[pos])
+            hf_lp = hlps[pos][list(hids[pos]).index(ids[pos, 0])].astype(np.float32)
+            assert hlps[pos, 0].astype(np.float32) - hf_lp <= 0.05, (pos, hlps[pos], hf_lp)
+        assert (ids[:, 0] == hids[:, 0]).mean() >= 0.5
         np.testing.assert_allclose(lps.astype(np.float32), hlps.astype(np.float32), atol=0.05)
         assert torch.tensor(lps.astype(np.float32)).exp().sum(-1).max() <= 1.001
 
