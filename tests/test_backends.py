@@ -208,3 +208,47 @@ def test_hf_progress_moves_while_a_batch_decodes(tiny):
     outs = backend.generate(prompts, Params(n=1, max_tokens=12, temperature=1.0, top_p=1.0, seed=0))
     assert len(seen) >= 6 and seen == sorted(seen) and seen[0] >= 1  # many updates, each larger
     assert seen[-1] <= sum(c.completion_tokens for row in outs for c in row) + 3  # counts real tokens, not pads
+
+
+def test_hf_decode_drops_finished_rows_and_matches_a_one_row_reference(tiny):
+    """The hf backend decodes its own loop, dropping a row from the batch and KV cache when it ends. Greedy, its
+    tokens are transformers' static `generate`'s; sampled, with rows ending at different steps, each row's tokens
+    are those of a one-row, cache-free reference loop drawing from that row's own stream; the captured top-K is
+    the model's raw distribution at each step (score() of the same tokens); progress counts real tokens."""
+    import torch
+
+    from seqdistill.backends import Params, PromptIn, prompt_seed
+    from seqdistill.backends.hf import HFBackend, _RowSampler
+
+    be = HFBackend(str(tiny["student"]), tiny["tok"], dtype="float32", device="cpu")
+    tok = tiny["tok"]
+    texts = ["Ava has three apples and", "Zed", "a much longer prompt here to pad the others", "one two", "x y z"]
+    prompts = [PromptIn(id=str(i), messages=[], token_ids=tok(t, add_special_tokens=False)["input_ids"])
+               for i, t in enumerate(texts)]
+    greedy = Params(n=1, temperature=0.0, max_tokens=16)
+    tok.padding_side = "left"
+    enc = tok.pad({"input_ids": [pr.token_ids for pr in prompts]}, return_tensors="pt")
+    ref = be.model.generate(**enc, max_new_tokens=16, do_sample=False, eos_token_id=be.eos_ids,
+                            pad_token_id=tok.pad_token_id)[:, enc["input_ids"].shape[1]:]
+    assert [row[0].token_ids for row in be.generate(prompts, greedy)] == ref.tolist()
+
+    p = Params(n=1, temperature=1.0, top_k=50, max_tokens=16, logprobs=4, seed=7)
+    first = [row[0].token_ids for row in be.generate(prompts, p)]
+    # rows end at different steps: a token of each row's (3rd, 6th, ...) position becomes an end-of-sequence id
+    be.eos_ids = sorted(set(be.eos_ids) | {row[min(k, len(row) - 1)] for k, row in zip([2, 5, 8, 11, 15], first)})
+    seen = []
+    be.progress = seen.append
+    got = [row[0] for row in be.generate(prompts, p)]
+    assert len({c.completion_tokens for c in got}) >= 3  # rows did end at different steps
+    for pr, c in zip(prompts, got):
+        sampler, ids = _RowSampler([prompt_seed(p.seed, pr.id)], 1.0, 1.0, 50), list(pr.token_ids)
+        want = []
+        while len(want) < 16 and not (want and want[-1] in be.eos_ids):
+            logits = be.model(input_ids=torch.tensor([ids + want])).logits[:, -1].float()
+            want.append(int(sampler(logits, [0])[0]))
+        assert c.token_ids == want
+        assert c.finish_reason == ("stop" if want[-1] in be.eos_ids else "length")
+        (top_ids, lps), = be.score([(pr.token_ids, c.token_ids)], k=4)
+        assert c.topk_ids.shape == (c.completion_tokens, 4) and (c.topk_ids == top_ids).all()
+        np.testing.assert_allclose(c.topk_logprobs.astype(np.float32), lps.astype(np.float32), atol=2e-3)
+    assert seen == sorted(seen) and seen[-1] == sum(c.completion_tokens for c in got)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import numpy as np
@@ -13,38 +14,19 @@ from .base import Completion, Params, PromptIn, prompt_seed, truncate_at_stop
 log = logging.getLogger(__name__)
 
 
-class _TopKCapture:
-    """Forward hook on the LM head: keeps the top-K raw (temperature-1) logprobs of each decode step.
-
-    A hook instead of `output_logits=True`, which would hold steps x batch x vocab floats (GBs for a 150k
-    vocab); this keeps steps x batch x K."""
-
-    def __init__(self, k: int):
-        self.k, self.ids, self.logprobs = k, [], []
-
-    def __call__(self, module, inputs, output):
-        last = output[:, -1, :].float()
-        lp = torch.log_softmax(last, dim=-1)
-        vals, idx = lp.topk(self.k, dim=-1)
-        self.ids.append(idx.to(torch.int32).cpu())
-        self.logprobs.append(vals.to(torch.float16).cpu())
-
-
 class _RowSampler:
-    """Sampling with one random stream per sequence, as a logits processor for greedy `generate`.
-
-    transformers samples the whole batch from one generator, so a sample would depend on which prompts share
-    its batch (and the batches are sorted by length). Here row r (prompt b, sample j) draws from its own
-    generator seeded by (seed, prompt id, j): it applies temperature, top-k and top-p to that row, draws one token
-    and leaves only that token possible, so greedy decoding takes it. The t-th token of a sample is the t-th draw
-    of its own stream, whatever else is in the batch."""
+    """Sampling with one random stream per sequence. transformers samples a whole batch from one generator, so a
+    sample would depend on which prompts share its batch (and the batches are sorted by length). Here row r
+    (prompt b, sample j) draws from its own generator seeded by (seed, prompt id, j) after temperature, top-k and
+    top-p: the t-th token of a sample is the t-th draw of its own stream, whatever else is in the batch."""
 
     def __init__(self, seeds: list[int], temperature: float, top_p: float, top_k: int | None):
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
 
-    def __call__(self, input_ids, scores):
-        logits = scores.float() / self.temperature
+    def __call__(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """logits (len(rows), vocab) for the sequences `rows` (indices into the seeds); one token id per row."""
+        logits = logits / self.temperature
         if self.top_k:
             kth = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -54,27 +36,7 @@ class _RowSampler:
             drop = cum - sorted_logits.softmax(-1) >= self.top_p  # keep the smallest prefix reaching top_p
             logits = logits.scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))
         probs = logits.softmax(-1).cpu()
-        picks = torch.stack([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.gens)])
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter(1, picks.to(scores.device), 0.0)
-
-
-class _Progress:
-    """A transformers streamer (put / end) that counts the tokens a batch has decoded so far, so a caller can show
-    movement while a batch decodes: on a slow CPU one static batch takes minutes."""
-
-    def __init__(self, callback, pad_id: int | None):
-        self.callback, self.pad_id, self.tokens, self.prompt_seen = callback, pad_id, 0, False
-
-    def put(self, value):
-        if not self.prompt_seen:  # the first call carries the prompt
-            self.prompt_seen = True
-            return
-        self.tokens += int((value != self.pad_id).sum()) if self.pad_id is not None else int(value.numel())
-        self.callback(self.tokens)
-
-    def end(self):
-        pass
+        return torch.cat([torch.multinomial(probs[i], 1, generator=self.gens[r]) for i, r in enumerate(rows)])
 
 
 class HFBackend:
@@ -83,7 +45,7 @@ class HFBackend:
     reports_progress = True  # progress(tokens decoded so far in this batch) is called while a batch decodes
     local_weights = True  # loads the model from a folder here
     can_continue = True  # continues a given token sequence (budget forcing)
-    static_batches = True  # one batch decodes until its longest row ends: callers sort prompts by length
+    static_batches = True  # a batch's rows start together (finished ones leave): callers sort prompts by length
     context_key = None  # the context is the model's max_position_embeddings
     max_logprobs_default = None  # no cap on top-K logprobs
 
@@ -100,73 +62,93 @@ class HFBackend:
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
         self.eos_ids = sorted({*eos, self.tok.eos_token_id} - {None})
+        # transformers renamed the forward's KV-cache argument (past_key_values -> cache, 5.2x)
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters \
+            else "past_key_values"
 
     @torch.inference_mode()
     def generate(self, prompts: list[PromptIn], p: Params) -> list[list[Completion]]:
-        self.tok.padding_side = "left"  # not saved with tokenizers; decoder-only generation needs it
         ids = [pr.token_ids or self.tok(pr.text, add_special_tokens=False)["input_ids"] for pr in prompts]
-        # each prompt repeated n times (row b * n + j is prompt b's sample j): greedy generate, which the per-row
-        # sampler drives, takes one sequence per input row
+        # each prompt repeated n times: row b * n + j is prompt b's sample j
         rows = [x for x in ids for _ in range(p.n)]
-        enc = self.tok.pad({"input_ids": rows}, return_tensors="pt").to(self.device)
-        width = enc["input_ids"].shape[1]
-        from transformers import LogitsProcessorList
-
-        # greedy decoding; sampling is _RowSampler's, one random stream per sequence (batch-independent)
-        kwargs = dict(
-            max_new_tokens=p.max_tokens, num_return_sequences=1, do_sample=False,
-            temperature=None, top_p=None, top_k=None,
-            pad_token_id=self.tok.pad_token_id, eos_token_id=self.eos_ids,
-            return_dict_in_generate=True)
+        sampler = None
         if p.temperature > 0:
             seeds = [prompt_seed(p.seed, pr.id) + j for pr in prompts for j in range(p.n)]
-            kwargs["logits_processor"] = LogitsProcessorList([_RowSampler(seeds, p.temperature, p.top_p, p.top_k)])
-        if p.ignore_eos:  # every end-of-sequence id is masked until max_tokens
-            kwargs["min_new_tokens"] = p.max_tokens
-        elif p.stop:
-            kwargs.update(stop_strings=p.stop, tokenizer=self.tok)
-        capture = hook = None
-        if p.logprobs:
-            capture = _TopKCapture(p.logprobs)
-            hook = self.model.get_output_embeddings().register_forward_hook(capture)
-        if self.progress is not None:
-            kwargs["streamer"] = _Progress(self.progress, self.tok.pad_token_id)
-        try:
-            out = self.model.generate(**enc, **kwargs)
-        finally:
-            if hook is not None:
-                hook.remove()
-        seqs = out.sequences[:, width:].cpu()
-        if capture is not None:
-            cap_ids = torch.stack(capture.ids, 1).numpy()  # (B*n, steps, K)
-            cap_lp = torch.stack(capture.logprobs, 1).numpy()
+            sampler = _RowSampler(seeds, p.temperature, p.top_p, p.top_k)
+        gens, topk = self._decode(rows, p, sampler)
         results: list[list[Completion]] = []
         for b, pr in enumerate(prompts):
             row = []
             for j in range(p.n):
                 r = b * p.n + j
-                gen = seqs[r].tolist()
-                end, reason = len(gen), "length"
-                for t, tid in enumerate(gen):
-                    if tid in self.eos_ids:
-                        end, reason = t + 1, "stop"
-                        break
-                else:
-                    while end and gen[end - 1] == self.tok.pad_token_id:  # rows that stopped on a stop string
-                        end -= 1
-                gen = gen[:end]
+                gen = gens[r]
+                reason = "stop" if gen and gen[-1] in self.eos_ids and not p.ignore_eos else "length"
                 text = self.tok.decode(gen, skip_special_tokens=True)
                 text, hit = truncate_at_stop(text, [] if p.ignore_eos else p.stop)
-                if hit:
-                    reason = "stop"
-                c = Completion(text=text, finish_reason=reason, completion_tokens=len(gen),
+                c = Completion(text=text, finish_reason="stop" if hit else reason, completion_tokens=len(gen),
                                prompt_tokens=len(ids[b]), token_ids=gen)
-                if capture is not None:
-                    c.topk_ids = np.ascontiguousarray(cap_ids[r, :end])
-                    c.topk_logprobs = np.ascontiguousarray(cap_lp[r, :end])
+                if topk is not None:
+                    c.topk_ids = torch.stack(topk[r][0]).numpy() if gen else np.zeros((0, p.logprobs), np.int32)
+                    c.topk_logprobs = torch.stack(topk[r][1]).numpy() if gen else np.zeros((0, p.logprobs),
+                                                                                             np.float16)
                 row.append(c)
             results.append(row)
         return results
+
+    def _decode(self, rows: list[list[int]], p: Params, sampler) -> tuple[list[list[int]], list | None]:
+        """Decode every row until it ends, dropping finished rows from the batch (and the KV cache) as they end:
+        transformers' static `generate` keeps computing a finished row until the batch's longest one ends, and
+        on CPU a step's cost grows with its rows (bench/hf_refill.py measures the two in one run). Returns each
+        row's token ids (through its end-of-sequence token) and, with p.logprobs, its raw (temperature-1) top-K
+        at every step: (ids int32, logprobs float16) per token."""
+        from transformers import DynamicCache
+
+        self.tok.padding_side = "left"  # not saved with tokenizers; decoder-only batches need it
+        enc = self.tok.pad({"input_ids": rows}, return_tensors="pt").to(self.device)
+        mask = enc["attention_mask"]
+        eos = torch.tensor(self.eos_ids, device=self.device)
+        stops = [] if p.ignore_eos else [x for x in p.stop if x]
+        tail = max((len(x) for x in stops), default=0) + 4  # tokens enough to hold any stop string
+        gens: list[list[int]] = [[] for _ in rows]
+        topk = [([], []) for _ in rows] if p.logprobs else None
+        active = list(range(len(rows)))  # rows still decoding, in batch order
+        cache, decoded = DynamicCache(), 0
+        kv = {self._cache_arg: cache, "use_cache": True}
+        out = self.model(input_ids=enc["input_ids"], attention_mask=mask,
+                         position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=1, **kv)
+        for step in range(p.max_tokens):
+            logits = out.logits[:, -1, :].float()
+            if topk is not None:  # the raw distribution, before any masking or temperature
+                vals, idx = torch.log_softmax(logits, -1).topk(p.logprobs, -1)
+                idx, vals = idx.to(torch.int32).cpu(), vals.to(torch.float16).cpu()
+                for i, r in enumerate(active):
+                    topk[r][0].append(idx[i])
+                    topk[r][1].append(vals[i])
+            if p.ignore_eos:
+                logits[:, eos] = float("-inf")
+            nxt = sampler(logits, active) if sampler else logits.argmax(-1).cpu()
+            keep = []
+            for i, r in enumerate(active):
+                tid = int(nxt[i])
+                gens[r].append(tid)
+                ended = (tid in self.eos_ids and not p.ignore_eos) or step + 1 == p.max_tokens or (
+                    stops and any(x in self.tok.decode(gens[r][-tail:], skip_special_tokens=True) for x in stops))
+                if not ended:
+                    keep.append(i)
+            decoded += len(active)
+            if self.progress is not None:
+                self.progress(decoded)
+            if not keep:
+                break
+            if len(keep) < len(active):  # drop the rows that ended, from the batch and the cache
+                sel = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(sel)
+                mask, nxt = mask[sel], nxt[keep]
+                active = [active[i] for i in keep]
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=-1)
+            out = self.model(input_ids=nxt.view(-1, 1).to(self.device), attention_mask=mask,
+                             position_ids=mask.sum(-1, keepdim=True) - 1, **kv)
+        return gens, topk
 
     @torch.inference_mode()
     def score(self, seqs: list[tuple[list[int], list[int]]], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
