@@ -129,7 +129,7 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
 
     Backends that can stream (vllm, openai) keep up to `max_in_flight` prompts going and each finished prompt
     joins the next shard, written every `batch_size` prompts or `flush_seconds`, whichever comes first. The hf
-    backend runs static batches of `batch_size`, sorted by prompt length so a batch pads little. Either way a
+    backend runs batches of `batch_size` sorted by prompt length (its finished rows leave the batch). Either way a
     prompt is on disk with all its samples or not at all: resume is exactly-once."""
     done = set(store.column("prompt_id")) if done is None else done
     todo = [(it, pr) for it, pr in zip(items, prompts) if it["id"] not in done]
@@ -173,7 +173,7 @@ def generate_into(store: Store, items: list[dict], prompts: list[PromptIn], back
             backend.progress = moving
         if getattr(backend, "static_batches", False) and todo and todo[0][1].token_ids is not None:
             todo.sort(key=lambda x: len(x[1].token_ids))  # similar lengths per batch: little padding
-            log.info("%s: %d prompts in static batches of %d, sorted by prompt length", desc, len(todo), batch_size)
+            log.info("%s: %d prompts in batches of %d, sorted by prompt length", desc, len(todo), batch_size)
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             outs = sample(backend, [pr for _, pr in batch], params)

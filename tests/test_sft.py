@@ -460,7 +460,13 @@ def test_merge_rebuilds_the_trained_student_from_its_adapter(sft_cfg, tiny, tmp_
     got = AutoModelForCausalLM.from_pretrained(out).state_dict()
     assert want.keys() == got.keys() and all(torch.allclose(want[k], got[k], atol=1e-6) for k in want)
     assert AutoModelForCausalLM.from_pretrained(out).generation_config.eos_token_id  # stops at end of turn
-    r = cli("merge", str(tmp_path), "--base", str(tiny["student"]), "--out", str(tmp_path / "x"))
-    assert r.returncode == 2 and "is not a LoRA adapter folder" in r.stderr and not (tmp_path / "x").exists()
-    r = cli("merge", str(final.parent / "adapter"), "--base", str(tiny["student"]), "--out", str(out))
-    assert r.returncode == 2 and "exists; pass --overwrite" in r.stderr
+    # the refusals in-process (the run above is the user's subprocess; a fresh interpreter costs seconds each)
+    from typer.testing import CliRunner
+
+    from seqdistill.cli import app
+
+    r = CliRunner().invoke(app, ["merge", str(tmp_path), "--base", str(tiny["student"]), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "is not a LoRA adapter folder" in r.output and not (tmp_path / "x").exists()
+    r = CliRunner().invoke(app, ["merge", str(final.parent / "adapter"), "--base", str(tiny["student"]), "--out",
+                                 str(out)])
+    assert r.exit_code == 2 and "exists; pass --overwrite" in r.output
