@@ -6,7 +6,9 @@ measured reason.
 What was measured (docs/benchmarks.md, docs/demo.md): on AVX-512 BF16 / AMX, bf16 LoRA training ran 53.9 vs 33.9
 tokens/s for fp32 and bf16 generation 2.7-3.2x fp32; regional compile made an SFT step 1.46x faster. On an
 AVX2-only CPU a bf16 matmul at the 0.5B student's shapes ran 40-100x slower than fp32 and an autocast-bf16
-linear layer 8x slower; compile was not measured there, so `compile: auto` leaves it off."""
+linear layer 8x slower; regional compile measured 1.04x an fp32 SFT micro-batch there (63.6 -> 66.1 tokens/s,
+demo student, within the spread; bench/sft_step.py, 2026-12-08), not worth its compile time, so `compile: auto`
+leaves it off."""
 
 from __future__ import annotations
 
@@ -69,7 +71,8 @@ def train_bf16(requested: bool | None, key: str) -> bool:
 
 def train_compile(requested: bool | str, key: str) -> bool:
     """Regional compile: as requested; `auto` only on the CPU class where it was measured to help (AMX: 1.46x an
-    SFT step, bench/sft_step.py). AVX-512 BF16 without AMX and AVX2 are not measured: off there."""
+    SFT step, bench/sft_step.py). AVX2: 1.04x, within the spread (not worth the compile); AVX-512 BF16 without
+    AMX: not measured. Off on both."""
     if requested != "auto":
         return bool(requested)
     return (not _cuda()) and cpu_class() == "amx"
@@ -105,7 +108,9 @@ def describe_training(key: str, bf16: bool, compile_: bool, requested_compile, t
     if _cuda():
         return f"{key}: cuda -> {'bf16' if bf16 else 'fp32'}; compile {'on' if compile_ else 'off'}"
     why = ("requested" if requested_compile is True else "off as requested" if requested_compile is False
-           else "auto: measured 1.46x on AMX" if compile_ else "auto: not measured on this CPU class, off")
+           else "auto: measured 1.46x on AMX" if compile_
+           else "auto: 1.04x on AVX2, not worth its compile time, off" if cpu_class().startswith("avx2")
+           else "auto: not measured on this CPU class, off")
     return (f"{key}: cpu {cpu_class()} -> {'bf16' if bf16 else 'fp32'}; compile {'on' if compile_ else 'off'} "
             f"({why}); threads {threads or 'all cores'}")
 
